@@ -1,0 +1,24 @@
+"""Pure tensor math behind DyHPO: the deep-kernel GP surrogate and the acquisition function.
+
+Nothing in this package knows about Optuna studies or trials; everything takes and returns
+``torch.float64`` tensors.
+"""
+
+from __future__ import annotations
+
+from optuna_dyhpo._gp._acquisition import log_expected_improvement
+from optuna_dyhpo._gp._data import SurrogateInputs
+from optuna_dyhpo._gp._data import normalise_targets
+from optuna_dyhpo._gp._model import FitError
+from optuna_dyhpo._gp._model import Surrogate
+from optuna_dyhpo._gp._model import SurrogateSettings
+
+
+__all__ = [
+    "FitError",
+    "Surrogate",
+    "SurrogateInputs",
+    "SurrogateSettings",
+    "log_expected_improvement",
+    "normalise_targets",
+]

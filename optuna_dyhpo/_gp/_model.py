@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Iterator
+import contextlib
+import math
+import warnings
+
+import gpytorch
+from gpytorch.utils.warnings import GPInputWarning
+import torch
+from torch import nn
+
+from optuna_dyhpo._gp._data import SurrogateInputs
+
+
+class FitError(RuntimeError):
+    """The surrogate could not be fitted (non-PSD kernel matrix, NaN loss, ...)."""
+
+
+@dataclass(frozen=True)
+class SurrogateSettings:
+    """Hyper-hyperparameters of the deep-kernel GP.
+
+    Attributes:
+        hidden: Width of the hyperparameter/budget branch.
+        n_filters: Number of 1-D convolution filters over the learning curve.
+        kernel_size: Width of the convolution.
+        out_features: Dimension of the learned features the GP kernel sees.
+        learning_rate: Adam step size.
+        scratch_steps: Adam steps of a fit from a fresh initialisation.
+        warm_steps: Adam steps of a warm-started refit.
+        max_fit_rows: Largest number of rows the marginal likelihood is optimised on (a seeded
+            subsample, always keeping the newest rows); prediction always conditions on all rows.
+    """
+
+    hidden: int = 64
+    n_filters: int = 4
+    kernel_size: int = 3
+    out_features: int = 32
+    learning_rate: float = 0.01
+    scratch_steps: int = 300
+    warm_steps: int = 40
+    max_fit_rows: int = 256
+
+
+class _CurveConv(nn.Module):
+    """1-D convolution (same padding) written as unfold + matmul.
+
+    Mathematically ``nn.Conv1d``; float64 ``conv1d`` with autograd takes a slow kernel path on
+    CPU (about 30 ms per call at a few hundred rows), the matmul form well under 1 ms.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        ref = nn.Conv1d(in_channels, out_channels, kernel_size)  # for its initialisation
+        self.weight = nn.Parameter(ref.weight.detach().reshape(out_channels, -1).clone())
+        self.bias = nn.Parameter(ref.bias.detach().clone())
+        self.kernel_size = kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (n, C, L) -> (n, F, L)
+        k = self.kernel_size
+        windows = nn.functional.pad(x, (k // 2, k - 1 - k // 2)).unfold(-1, k, 1)  # n,C,L,k
+        flat = windows.permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[-1], -1)  # n,L,C*k
+        return (flat @ self.weight.T + self.bias).transpose(1, 2)
+
+
+class _FeatureExtractor(nn.Module):
+    """MLP over (hyperparameters, budget) joined with a 1-D CNN over the partial curve."""
+
+    def __init__(self, n_params: int, max_budget: int, s: SurrogateSettings) -> None:
+        super().__init__()
+        self._n_params = n_params
+        self._max_budget = max_budget
+        self.fc_hp = nn.Linear(n_params + 1, s.hidden)
+        self.conv = _CurveConv(2, s.n_filters, s.kernel_size)
+        self.fc_out = nn.Linear(s.hidden + s.n_filters, s.out_features)
+        self.act = nn.LeakyReLU()
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        d, L = self._n_params, self._max_budget
+        hp = packed[..., : d + 1]
+        curve = packed[..., d + 1 : d + 1 + L]
+        mask = packed[..., d + 1 + L : d + 1 + 2 * L]
+        h = self.act(self.fc_hp(hp))
+        c = self.conv(torch.stack([curve, mask], dim=-2))
+        # Padding must not win the max-pool: push masked positions far down before pooling.
+        c = self.act(c) - (1.0 - mask).unsqueeze(-2) * 1e3
+        pooled = c.max(dim=-1).values.clamp_min(0.0)
+        return self.act(self.fc_out(torch.cat([h, pooled], dim=-1)))
+
+
+class _DeepKernelGP(gpytorch.models.ExactGP):
+    def __init__(
+        self,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        likelihood: gpytorch.likelihoods.GaussianLikelihood,
+        extractor: _FeatureExtractor,
+    ) -> None:
+        super().__init__(train_x, train_y, likelihood)
+        self.extractor = extractor
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        f = self.extractor(x)
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(f), self.covar_module(f))
+
+
+@contextlib.contextmanager
+def _gp_settings() -> Iterator[None]:
+    """Exact Cholesky algebra on one thread, restoring the caller's torch thread count.
+
+    Exact algebra at the sizes we use (a few thousand rows at most) instead of gpytorch's
+    iterative solvers, which it switches to above 800 rows by default. One thread: these
+    matrices are small, and OpenMP's thread team makes them 5-30x slower whenever the cores
+    are busy (for instance with the user's training in other processes).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with gpytorch.settings.max_cholesky_size(100_000):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Surrogate:
+    """Deep-kernel GP over (hyperparameters, budget, partial learning curve) -> next value.
+
+    The model lives in float64. :meth:`fit` optimises the marginal likelihood (from a fresh,
+    seeded initialisation or warm-started from the previous fit) and rolls back to the last
+    good state when the optimisation fails. :meth:`condition` swaps in new training data
+    without optimising, which is what happens between refits.
+
+    Args:
+        n_params: Width of the encoded hyperparameter vector.
+        max_budget: Largest budget (length of the curve input).
+        seed: Seed of the initialisation and of the fit subsample.
+        settings: Model and optimiser settings.
+    """
+
+    def __init__(
+        self,
+        n_params: int,
+        max_budget: int,
+        seed: int,
+        settings: SurrogateSettings | None = None,
+    ) -> None:
+        self.n_params = n_params
+        self.max_budget = max_budget
+        self.settings = settings or SurrogateSettings()
+        self._seed = seed
+        self._n_fits = 0
+        self._model: _DeepKernelGP | None = None
+        self._good_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._good_state is not None
+
+    def _new_model(self, x: torch.Tensor, y: torch.Tensor) -> _DeepKernelGP:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._seed + 7919 * self._n_fits)
+            extractor = _FeatureExtractor(self.n_params, self.max_budget, self.settings)
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(
+                noise_constraint=gpytorch.constraints.GreaterThan(1e-6)
+            )
+            model = _DeepKernelGP(x, y, likelihood, extractor).to(torch.float64)
+        model.likelihood.noise = 1e-2
+        return model
+
+    def _fit_subset(self, inputs: SurrogateInputs) -> torch.Tensor:
+        n, cap = inputs.n, self.settings.max_fit_rows
+        if n <= cap:
+            return torch.arange(n)
+        # Keep the newest quarter, subsample the rest reproducibly.
+        n_new = cap // 4
+        g = torch.Generator().manual_seed(self._seed + 104729 * self._n_fits)
+        older = torch.randperm(n - n_new, generator=g)[: cap - n_new]
+        return torch.cat([older.sort().values, torch.arange(n - n_new, n)])
+
+    def fit(self, inputs: SurrogateInputs, targets: torch.Tensor, warm_start: bool) -> float:
+        """Optimise the marginal likelihood on (a subsample of) the rows, then condition on all.
+
+        Args:
+            inputs: Training rows.
+            targets: Normalised targets, shape ``(n,)``.
+            warm_start: Continue from the current parameters instead of a fresh initialisation.
+
+        Returns:
+            The final training loss (negative marginal log likelihood per row).
+
+        Raises:
+            FitError: The optimisation failed; the previous good model (if any) is restored.
+        """
+        targets = targets.to(torch.float64)
+        idx = self._fit_subset(inputs)
+        x_fit, y_fit = inputs.select(idx).pack(), targets[idx]
+        previous = self._model
+        previous_data = (
+            None
+            if previous is None
+            else (previous.train_inputs[0], previous.train_targets)  # type: ignore[index]
+        )
+        if not warm_start or self._model is None:
+            self._model = self._new_model(x_fit, y_fit)
+            steps = self.settings.scratch_steps
+        else:
+            self._model.set_train_data(x_fit, y_fit, strict=False)
+            steps = self.settings.warm_steps
+        self._n_fits += 1
+        model = self._model
+        model.train()
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.settings.learning_rate)
+        loss_value = math.nan
+        try:
+            with _gp_settings():
+                for _ in range(steps):
+                    optimiser.zero_grad()
+                    loss = -mll(model(x_fit), y_fit)
+                    loss.backward()
+                    optimiser.step()
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise FitError(f"non-finite marginal likelihood ({loss_value})")
+        except Exception as err:  # gpytorch raises NotPSDError, RuntimeError, ...
+            self._rollback(previous, previous_data)
+            if isinstance(err, FitError):
+                raise
+            raise FitError(f"{type(err).__name__}: {err}") from err
+        self._good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.condition(inputs, targets)
+        return loss_value
+
+    def _rollback(
+        self,
+        previous: _DeepKernelGP | None,
+        previous_data: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None:
+        if self._good_state is not None and previous is not None and previous_data is not None:
+            previous.load_state_dict(self._good_state)
+            previous.set_train_data(*previous_data, strict=False)
+            self._model = previous
+        else:
+            self._model = None
+            self._good_state = None
+
+    def condition(self, inputs: SurrogateInputs, targets: torch.Tensor) -> None:
+        """Use these rows as the GP's data without changing any learned parameter."""
+        if self._model is None:
+            raise FitError("the surrogate has not been fitted yet")
+        self._model.set_train_data(inputs.pack(), targets.to(torch.float64), strict=False)
+
+    def predict(self, inputs: SurrogateInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation of the latent function at ``inputs``.
+
+        Raises:
+            FitError: The model has not been fitted or the posterior is not finite.
+        """
+        if self._model is None:
+            raise FitError("the surrogate has not been fitted yet")
+        model = self._model
+        model.eval()
+        try:
+            with torch.no_grad(), _gp_settings(), warnings.catch_warnings():
+                # Predicting at training inputs is legitimate here (a candidate may repeat a row).
+                warnings.simplefilter("ignore", GPInputWarning)
+                post = model(inputs.pack())
+                mean, var = post.mean, post.variance
+        except Exception as err:
+            raise FitError(f"prediction failed: {type(err).__name__}: {err}") from err
+        if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
+            raise FitError("prediction is not finite")
+        return mean, var.clamp_min(1e-12).sqrt()

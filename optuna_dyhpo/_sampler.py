@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+import math
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.samplers import RandomSampler
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_dyhpo._engine import Decision
+from optuna_dyhpo._engine import DecisionEngine
+from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._state import PAUSED_KEY
+from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._state import USER_CONFIG
+from optuna_dyhpo._state import USER_PARENT
+from optuna_dyhpo._state import USER_START
+from optuna_dyhpo._state import USER_STATUS
+
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+
+_logger = get_logger("sampler")
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}, but got {value!r} "
+            f"({type(value).__name__})."
+        )
+    return value
+
+
+class DyHPOSampler(BaseSampler):
+    """DyHPO: learning-curve-aware multi-fidelity Bayesian optimisation (freeze-thaw).
+
+    Use it together with :class:`~optuna_dyhpo.DyHPOPruner`. Whenever a trial starts, the
+    sampler decides which configuration gets the next step: a paused configuration (the new
+    trial then *continues* it: same parameters, its learning curve copied in, and its checkpoint
+    available through :class:`~optuna_dyhpo.TrialResume`) or a fresh one. The choice maximises
+    DyHPO's multi-fidelity expected improvement under a deep-kernel Gaussian process over
+    (hyperparameters, budget, learning curve so far), as in Wistuba, Kadra & Grabocka,
+    "Supervising the Multi-Fidelity Race of Hyperparameter Configurations" (NeurIPS 2022).
+
+    Steps are epochs counted from 1: report ``trial.report(value, epoch)`` for
+    ``epoch in TrialResume(trial).steps()``. Everything the sampler knows lives in the study's
+    storage, so any number of processes can share a study and a sampler can be rebuilt
+    anywhere.
+
+    Example:
+
+        .. testcode::
+
+            import optuna
+            from optuna_dyhpo import DyHPOPruner, DyHPOSampler, StopAfterEpochs, TrialResume
+
+            def objective(trial):
+                x = trial.suggest_float("x", 0.0, 1.0)
+                value = 0.0
+                for epoch in TrialResume(trial).steps():
+                    value = x * (1.0 - 0.5**epoch)  # a learning curve
+                    trial.report(value, epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+                return value
+
+            study = optuna.create_study(
+                direction="maximize",
+                sampler=DyHPOSampler(max_budget=10, seed=0),
+                pruner=DyHPOPruner(),
+            )
+            study.optimize(objective, callbacks=[StopAfterEpochs(30)])
+
+    Args:
+        max_budget: The largest number of steps (epochs) a configuration may train.
+        seed: Seed of every random choice; a sequential run with a seed is reproducible.
+        n_startup_configs: Configurations that each get one step, chosen at random, before the
+            surrogate model takes over.
+        n_candidates: Fresh random configurations (scrambled Sobol points) scored at every
+            decision alongside the paused ones.
+        artifact_store: Where :class:`~optuna_dyhpo.TrialResume` keeps checkpoints. Any Optuna
+            artifact store works (a shared file system or S3 for multi-machine runs). Default:
+            ``FileSystemArtifactStore("./dyhpo_artifacts")``.
+    """
+
+    def __init__(
+        self,
+        max_budget: int,
+        *,
+        seed: int | None = None,
+        n_startup_configs: int = 5,
+        n_candidates: int = 512,
+        artifact_store: ArtifactStore | None = None,
+    ) -> None:
+        self.max_budget = _check_int("max_budget", max_budget, 1)
+        if seed is not None:
+            _check_int("seed", seed, 0)
+        self.n_startup_configs = _check_int("n_startup_configs", n_startup_configs, 1)
+        self.n_candidates = _check_int("n_candidates", n_candidates, 1)
+        if artifact_store is not None and not (
+            hasattr(artifact_store, "write") and hasattr(artifact_store, "open_reader")
+        ):
+            raise ValueError(
+                "`artifact_store` must be an Optuna artifact store (with `write` and "
+                f"`open_reader`), e.g. FileSystemArtifactStore, but got {artifact_store!r}."
+            )
+        self._seed = seed if seed is not None else int.from_bytes(__import__("os").urandom(4))
+        self._artifact_store = artifact_store
+        self._random = RandomSampler(seed=self._seed)
+        self._reader = StudyReader()
+        self._engine = DecisionEngine(
+            self.max_budget, self._seed, self.n_startup_configs, self.n_candidates
+        )
+        self._plans: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        """The checkpoint store (created on first use)."""
+        if self._artifact_store is None:
+            import os
+
+            from optuna.artifacts import FileSystemArtifactStore
+
+            os.makedirs("dyhpo_artifacts", exist_ok=True)
+            self._artifact_store = FileSystemArtifactStore("dyhpo_artifacts")
+        return self._artifact_store
+
+    def _check_study(self, study: optuna.Study) -> None:
+        if study._is_multi_objective():
+            raise ValueError(
+                "DyHPOSampler supports single-objective studies only, but this study has "
+                f"{len(study.directions)} objectives."
+            )
+
+    def _configurations(self, study: optuna.Study) -> dict[int, Configuration]:
+        return self._reader.read(study, self.max_budget)
+
+    def _decide(
+        self, study: optuna.Study, configs: dict[int, Configuration], running: int | None
+    ) -> Decision:
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        return self._engine.decide(configs, maximize, running)
+
+    # ------------------------------------------------------------------ BaseSampler
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        plan = self._plans.get(trial._trial_id)
+        if plan is not None and param_name in plan:
+            value = plan[param_name]
+            try:
+                if param_distribution._contains(param_distribution.to_internal_repr(value)):
+                    return value
+            except (ValueError, TypeError):
+                pass
+            _logger.warning(
+                f"Trial {trial.number}: planned value {value!r} of '{param_name}' is not in "
+                f"{param_distribution}; sampling it at random instead."
+            )
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._check_study(study)
+        storage = study._storage
+        if SEGMENT_KEY in trial.system_attrs:
+            return  # already planned (e.g. a retried trial)
+        configs = self._configurations(study)
+        if "fixed_params" in trial.system_attrs:
+            decision = Decision("fresh", None, dict(trial.system_attrs["fixed_params"]), 1,
+                                math.nan, "enqueued")
+        else:
+            decision = self._decide(study, configs, running=None)
+        if decision.kind == "resume":
+            assert decision.config_id is not None
+            parent = configs[decision.config_id]
+            if self._claim(study, trial, parent):
+                return
+            decision = Decision("fresh", None, None, 1, math.nan, "claim lost")
+        self._plans[trial._trial_id] = dict(decision.params or {})
+        segment = {"config": trial.number, "start": 1, "parent": None}
+        storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
+        trial.system_attrs[SEGMENT_KEY] = segment
+        storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, trial.number)
+        storage.set_trial_user_attr(trial._trial_id, USER_START, 1)
+        _logger.info(
+            f"Trial {trial.number} starts a new configuration "
+            f"({decision.reason}, log EI {decision.log_ei:.3g})."
+        )
+
+    def _claim(self, study: optuna.Study, trial: FrozenTrial, config: Configuration) -> bool:
+        """Make ``trial`` the continuation of the paused ``config``."""
+        storage = study._storage
+        parent_trial = storage.get_trial(config.last_trial_id)
+        if parent_trial.state != TrialState.PRUNED:
+            return False
+        start = config.last_step + 1
+        self._plans[trial._trial_id] = dict(config.params)
+        segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
+        storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
+        trial.system_attrs[SEGMENT_KEY] = segment
+        # The continuation carries the whole curve so far, so the latest trial of a
+        # configuration always shows its complete learning curve.
+        for step, value in enumerate(config.curve, start=1):
+            storage.set_trial_intermediate_value(trial._trial_id, step, value)
+            trial.intermediate_values[step] = value
+        storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, config.config_id)
+        storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
+        storage.set_trial_user_attr(trial._trial_id, USER_START, start)
+        _logger.info(
+            f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
+            f"(continues trial {parent_trial.number})."
+        )
+        return True
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._plans.pop(trial._trial_id, None)
+        seg = trial.system_attrs.get(SEGMENT_KEY)
+        if not isinstance(seg, dict):
+            return
+        status = {
+            TrialState.COMPLETE: "completed",
+            TrialState.FAIL: "failed",
+        }.get(state)
+        if status is None:
+            paused_at = trial.system_attrs.get(PAUSED_KEY)
+            last = max(trial.intermediate_values, default=0)
+            finite = all(math.isfinite(v) for v in trial.intermediate_values.values())
+            if not finite:
+                status = "diverged"
+            elif paused_at == last and last < self.max_budget:
+                status = "paused"
+            else:
+                status = "stopped"
+        study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optuna_dyhpo._gp import FitError
+from optuna_dyhpo._gp import Surrogate
+from optuna_dyhpo._gp import SurrogateInputs
+from optuna_dyhpo._gp import normalise_targets
+
+
+L = 20
+
+
+def _curves(n_configs: int, seed: int) -> tuple[SurrogateInputs, torch.Tensor]:
+    """Rows of a known curve family y_b = a - exp(-r b) with a, r set by the hyperparameters."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_configs, 3, generator=g, dtype=torch.float64)
+    rows_x, budgets, prefixes, ys = [], [], [], []
+    for i in range(n_configs):
+        a, r = float(x[i, 0]), 0.05 + 0.4 * float(x[i, 1])
+        k = int(torch.randint(1, L + 1, (1,), generator=g))
+        curve = [a - float(torch.exp(torch.tensor(-r * b))) for b in range(1, k + 1)]
+        for b in range(1, k + 1):
+            rows_x.append(x[i])
+            budgets.append(b)
+            prefixes.append(curve[: b - 1])
+            ys.append(curve[b - 1])
+    return SurrogateInputs.build(torch.stack(rows_x), budgets, prefixes, L), torch.tensor(
+        ys, dtype=torch.float64
+    )
+
+
+def test_fits_curve_family_better_than_constant() -> None:
+    train, y = _curves(30, seed=0)
+    test, y_test = _curves(15, seed=1)
+    loc, scale = normalise_targets(y)
+    model = Surrogate(3, L, seed=0)
+    model.fit(train, (y - loc) / scale, warm_start=False)
+    mean, std = model.predict(test)
+    pred = mean * scale + loc
+    rmse = float(((pred - y_test) ** 2).mean().sqrt())
+    constant = float(((y_test - y.mean()) ** 2).mean().sqrt())
+    assert rmse < 0.3 * constant
+    assert mean.dtype == torch.float64 and (std > 0).all()
+
+
+def test_warm_start_and_condition_keep_a_usable_model() -> None:
+    train, y = _curves(20, seed=2)
+    model = Surrogate(3, L, seed=0)
+    model.fit(train.select(torch.arange(train.n // 2)), y[: train.n // 2], warm_start=False)
+    model.fit(train, y, warm_start=True)
+    more, y_more = _curves(25, seed=2)
+    model.condition(more, y_more)
+    mean, _ = model.predict(more)
+    assert torch.isfinite(mean).all()
+
+
+def test_same_seed_same_model() -> None:
+    train, y = _curves(10, seed=3)
+    a, b = Surrogate(3, L, seed=5), Surrogate(3, L, seed=5)
+    a.fit(train, y, warm_start=False)
+    b.fit(train, y, warm_start=False)
+    assert torch.equal(a.predict(train)[0], b.predict(train)[0])
+
+
+def test_failed_fit_rolls_back_to_last_good_model() -> None:
+    train, y = _curves(10, seed=4)
+    model = Surrogate(3, L, seed=0)
+    model.fit(train, y, warm_start=False)
+    before = model.predict(train)[0]
+    bad = y.clone()
+    bad[0] = float("nan")
+    with pytest.raises(FitError):
+        model.fit(train, bad, warm_start=True)
+    assert torch.equal(model.predict(train)[0], before)
+
+
+def test_failed_first_fit_leaves_no_model() -> None:
+    train, y = _curves(5, seed=5)
+    model = Surrogate(3, L, seed=0)
+    with pytest.raises(FitError):
+        model.fit(train, torch.full_like(y, float("nan")), warm_start=False)
+    assert not model.is_fitted
+    with pytest.raises(FitError):
+        model.predict(train)
