@@ -15,7 +15,6 @@ from optuna_dyhpo._state import get_configurations
 from optuna_dyhpo._warnings import CheckpointError
 from optuna_dyhpo._warnings import DyHPOWarning
 
-
 __version__ = "0.1.0"
 
 __all__ = [

@@ -7,7 +7,6 @@ from optuna.trial import TrialState
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import SEGMENT_KEY
 
-
 _logger = get_logger("budget")
 
 

@@ -22,7 +22,6 @@ from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 
-
 if TYPE_CHECKING:
     import torch
 
@@ -84,6 +83,9 @@ class DecisionEngine:
         n_candidates: Fresh configurations scored at every decision.
         refit_growth: Relative growth of the data that triggers a warm-started refit; between
             refits the model is conditioned on the new data with its learned parameters.
+        max_rows: Most rows the GP conditions on. Beyond it, every configuration keeps its
+            newest rows first (its older rows are prefixes of the curve the newest row already
+            sees); the per-budget incumbent always uses all observations.
     """
 
     def __init__(
@@ -93,12 +95,14 @@ class DecisionEngine:
         n_startup_configs: int,
         n_candidates: int,
         refit_growth: float = 0.1,
+        max_rows: int = 400,
     ) -> None:
         self.max_budget = max_budget
         self.seed = seed
         self.n_startup_configs = n_startup_configs
         self.n_candidates = n_candidates
         self.refit_growth = refit_growth
+        self.max_rows = max_rows
         self.stats = EngineStats()
         self._surrogate: Any = None
         self._encoder_key: tuple[tuple[str, str], ...] | None = None
@@ -144,6 +148,15 @@ class DecisionEngine:
             x_cfg[cfg_idx], budgets.to(torch.float64) / L, curves_cfg[cfg_idx] * mask, mask
         )
         targets = curves_cfg[cfg_idx, budgets - 1]
+        if inputs.n > self.max_rows:
+            # Newest rows of every configuration first; among equally old rows, the better
+            # configurations' first.
+            depth = (lengths[cfg_idx] - budgets).to(torch.float64)
+            last = curves_cfg[torch.arange(len(observed)), lengths - 1]
+            rank = torch.argsort(torch.argsort(last, descending=True)).to(torch.float64)
+            key = depth + 0.5 * rank[cfg_idx] / len(observed)
+            keep = torch.argsort(key, stable=True)[: self.max_rows].sort().values
+            inputs, targets = inputs.select(keep), targets[keep]
         return inputs, targets, curves_cfg, loc, scale
 
     # ------------------------------------------------------------------ model
@@ -211,8 +224,11 @@ class DecisionEngine:
         observed = [c for c in sorted(configs.values(), key=lambda c: c.config_id) if c.curve]
         if not observed:
             return Decision("fresh", None, None, 1, math.nan, "no observations yet")
+        from optuna_dyhpo._gp import single_thread
+
         try:
-            return self._decide_with_model(configs, observed, existing, maximize, running)
+            with single_thread():
+                return self._decide_with_model(configs, observed, existing, maximize, running)
         except Exception as err:  # noqa: BLE001 - any model failure must still yield a decision
             self.stats.failed_fits += 1
             self._conditioned_key = None

@@ -10,7 +10,6 @@ from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 
-
 _logger = get_logger("pruner")
 
 

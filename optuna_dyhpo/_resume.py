@@ -12,7 +12,6 @@ from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CHECKPOINT
 from optuna_dyhpo._warnings import CheckpointError
 
-
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 

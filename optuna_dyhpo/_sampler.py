@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import math
+import os
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -16,15 +17,14 @@ from optuna.trial import TrialState
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._logging import get_logger
-from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import USER_CONFIG
 from optuna_dyhpo._state import USER_PARENT
 from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
-
+from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._state import StudyReader
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -115,7 +115,7 @@ class DyHPOSampler(BaseSampler):
                 "`artifact_store` must be an Optuna artifact store (with `write` and "
                 f"`open_reader`), e.g. FileSystemArtifactStore, but got {artifact_store!r}."
             )
-        self._seed = seed if seed is not None else int.from_bytes(__import__("os").urandom(4))
+        self._seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         self._artifact_store = artifact_store
         self._random = RandomSampler(seed=self._seed)
         self._reader = StudyReader()
@@ -129,8 +129,6 @@ class DyHPOSampler(BaseSampler):
     def artifact_store(self) -> ArtifactStore:
         """The checkpoint store (created on first use)."""
         if self._artifact_store is None:
-            import os
-
             from optuna.artifacts import FileSystemArtifactStore
 
             os.makedirs("dyhpo_artifacts", exist_ok=True)
@@ -195,8 +193,9 @@ class DyHPOSampler(BaseSampler):
             return  # already planned (e.g. a retried trial)
         configs = self._configurations(study)
         if "fixed_params" in trial.system_attrs:
-            decision = Decision("fresh", None, dict(trial.system_attrs["fixed_params"]), 1,
-                                math.nan, "enqueued")
+            decision = Decision(
+                "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
+            )
         else:
             decision = self._decide(study, configs, running=None)
         if decision.kind == "resume":

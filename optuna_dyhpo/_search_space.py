@@ -12,7 +12,6 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
-
 if TYPE_CHECKING:
     import torch
 
@@ -57,7 +56,7 @@ class SearchSpaceEncoder:
                 onehot = [0.0] * len(dist.choices)
                 if name in params:
                     try:
-                        onehot[dist.to_internal_repr(params[name])] = 1.0
+                        onehot[int(dist.to_internal_repr(params[name]))] = 1.0
                     except ValueError:
                         pass  # a choice this distribution does not know: leave all zeros
                 out.extend(onehot)
@@ -112,7 +111,7 @@ class SearchSpaceEncoder:
     def decode(self, u: list[float]) -> dict[str, Any]:
         """Map a point of ``[0, 1]^n_params`` (one coordinate per parameter) to params."""
         params: dict[str, Any] = {}
-        for ui, (name, dist) in zip(u, self.distributions.items()):
+        for ui, (name, dist) in zip(u, self.distributions.items(), strict=True):
             if isinstance(dist, CategoricalDistribution):
                 idx = min(int(ui * len(dist.choices)), len(dist.choices) - 1)
                 params[name] = dist.choices[idx]

@@ -18,7 +18,6 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-
 SEGMENT_KEY = "dyhpo:segment"
 PAUSED_KEY = "dyhpo:paused_at"
 CHECKPOINT_KEY = "dyhpo:checkpoint"
@@ -74,8 +73,10 @@ class Configuration:
     def best_value(self, direction: optuna.study.StudyDirection) -> float | None:
         if not self.curve:
             return None
-        return max(self.curve) if direction == optuna.study.StudyDirection.MAXIMIZE else min(
-            self.curve
+        return (
+            max(self.curve)
+            if direction == optuna.study.StudyDirection.MAXIMIZE
+            else min(self.curve)
         )
 
 
@@ -136,9 +137,7 @@ class StudyReader:
                 out.append(seg)
         return out
 
-    def read(
-        self, study: optuna.Study, max_budget: int | None = None
-    ) -> dict[int, Configuration]:
+    def read(self, study: optuna.Study, max_budget: int | None = None) -> dict[int, Configuration]:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         return self.configurations(self.segments(trials), max_budget)
 

@@ -8,7 +8,6 @@ import pytest
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._state import Configuration
 
-
 SPACE = {"x": FloatDistribution(0.0, 1.0)}
 
 

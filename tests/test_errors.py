@@ -11,12 +11,12 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 import pytest
 
-from conftest import make_objective
 from optuna_dyhpo import CheckpointError
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
+from tests.synthetic import make_objective
 
 
 @pytest.mark.parametrize(
@@ -42,8 +42,7 @@ def test_stop_after_epochs_validates() -> None:
 
 
 def test_multi_objective_is_rejected() -> None:
-    study = optuna.create_study(directions=["minimize", "minimize"],
-                                sampler=DyHPOSampler(5))
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=DyHPOSampler(5))
     with pytest.raises(ValueError, match="single-objective"):
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
 

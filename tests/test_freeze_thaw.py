@@ -11,14 +11,13 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 import pytest
 
-from conftest import curve_value
-from conftest import make_objective
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
-
+from tests.synthetic import curve_value
+from tests.synthetic import make_objective
 
 MAX_BUDGET = 8
 TOTAL = 60
@@ -57,7 +56,7 @@ def test_pause_resume_checkpoint_curve_and_budget(tmp_path: Path, storage: str |
         # Identical params in every segment.
         assert all(s.params == segs[0].params for s in segs)
         # Each continuation points to its parent and starts right after the parent's last step.
-        for parent, child in zip(segs, segs[1:]):
+        for parent, child in zip(segs, segs[1:], strict=False):
             assert child.user_attrs["dyhpo_continues_trial"] == parent.number
             assert child.user_attrs["dyhpo_start_epoch"] == parent.last_step + 1
             assert child.user_attrs["dyhpo_config"] == c.config_id
@@ -136,9 +135,7 @@ def test_diverged_and_failed_configurations_are_never_resumed(kind: str, status:
         sampler=DyHPOSampler(MAX_BUDGET, seed=0, n_candidates=64, n_startup_configs=2),
         pruner=DyHPOPruner(),
     )
-    study.optimize(
-        _bad_objective(kind), callbacks=[StopAfterEpochs(40)], catch=(RuntimeError,)
-    )
+    study.optimize(_bad_objective(kind), callbacks=[StopAfterEpochs(40)], catch=(RuntimeError,))
     configs = {c.config_id: c for c in get_configurations(study)}
     assert configs[1].status == status and configs[1].trial_numbers == [1]
     others = [c for cid, c in configs.items() if cid != 1]

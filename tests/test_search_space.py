@@ -11,7 +11,6 @@ import torch
 from optuna_dyhpo._search_space import INACTIVE
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 
-
 SPACE = {
     "lr": FloatDistribution(1e-4, 1e-1, log=True),
     "dropout": FloatDistribution(0.0, 0.5, step=0.1),

@@ -12,7 +12,7 @@ from optuna_dyhpo._gp._data import normalise_targets
 from optuna_dyhpo._gp._model import FitError
 from optuna_dyhpo._gp._model import Surrogate
 from optuna_dyhpo._gp._model import SurrogateSettings
-
+from optuna_dyhpo._gp._model import single_thread
 
 __all__ = [
     "FitError",
@@ -21,4 +21,5 @@ __all__ = [
     "SurrogateSettings",
     "log_expected_improvement",
     "normalise_targets",
+    "single_thread",
 ]

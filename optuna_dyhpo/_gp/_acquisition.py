@@ -4,7 +4,6 @@ import math
 
 import torch
 
-
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -20,9 +19,7 @@ def _log_h(z: torch.Tensor) -> torch.Tensor:
     out[~small] = torch.log(h.clamp_min(torch.finfo(z.dtype).tiny))
     # Asymptotic expansion: h(z) ~ phi(z) / z^2 * (1 - 3 / z^2) for z -> -inf.
     zn = z[small]
-    out[small] = (
-        -0.5 * zn**2 - _LOG_SQRT_2PI - 2.0 * torch.log(-zn) + torch.log1p(-3.0 / zn**2)
-    )
+    out[small] = -0.5 * zn**2 - _LOG_SQRT_2PI - 2.0 * torch.log(-zn) + torch.log1p(-3.0 / zn**2)
     return out
 
 

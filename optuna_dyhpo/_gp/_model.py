@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
 import contextlib
+from dataclasses import dataclass
 import math
 import warnings
 
@@ -55,6 +55,7 @@ class _CurveConv(nn.Module):
         super().__init__()
         ref = nn.Conv1d(in_channels, out_channels, kernel_size)  # for its initialisation
         self.weight = nn.Parameter(ref.weight.detach().reshape(out_channels, -1).clone())
+        assert ref.bias is not None
         self.bias = nn.Parameter(ref.bias.detach().clone())
         self.kernel_size = kernel_size
 
@@ -110,21 +111,29 @@ class _DeepKernelGP(gpytorch.models.ExactGP):
 
 
 @contextlib.contextmanager
-def _gp_settings() -> Iterator[None]:
-    """Exact Cholesky algebra on one thread, restoring the caller's torch thread count.
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block, restoring the caller's thread count.
 
-    Exact algebra at the sizes we use (a few thousand rows at most) instead of gpytorch's
-    iterative solvers, which it switches to above 800 rows by default. One thread: these
-    matrices are small, and OpenMP's thread team makes them 5-30x slower whenever the cores
-    are busy (for instance with the user's training in other processes).
+    The surrogate's tensors are small; OpenMP's thread team makes them 5-30x slower whenever
+    the cores are busy (for instance with the user's training in other processes).
     """
     threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
     torch.set_num_threads(1)
     try:
-        with gpytorch.settings.max_cholesky_size(100_000):
-            yield
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _gp_settings() -> Iterator[None]:
+    """Exact Cholesky algebra (gpytorch switches to iterative solvers above 800 rows by
+    default; our sizes are small enough for exact algebra) on one thread."""
+    with single_thread(), gpytorch.settings.max_cholesky_size(100_000):
+        yield
 
 
 class Surrogate:
@@ -156,6 +165,7 @@ class Surrogate:
         self._n_fits = 0
         self._model: _DeepKernelGP | None = None
         self._good_state: dict[str, torch.Tensor] | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def is_fitted(self) -> bool:
@@ -197,13 +207,12 @@ class Surrogate:
             FitError: The optimisation failed; the previous good model (if any) is restored.
         """
         targets = targets.to(torch.float64)
+        self._cache = None
         idx = self._fit_subset(inputs)
         x_fit, y_fit = inputs.select(idx).pack(), targets[idx]
         previous = self._model
         previous_data = (
-            None
-            if previous is None
-            else (previous.train_inputs[0], previous.train_targets)  # type: ignore[index]
+            None if previous is None else (previous.train_inputs[0], previous.train_targets)
         )
         if not warm_start or self._model is None:
             self._model = self._new_model(x_fit, y_fit)
@@ -248,15 +257,46 @@ class Surrogate:
         else:
             self._model = None
             self._good_state = None
+        self._cache = None
 
     def condition(self, inputs: SurrogateInputs, targets: torch.Tensor) -> None:
         """Use these rows as the GP's data without changing any learned parameter."""
         if self._model is None:
             raise FitError("the surrogate has not been fitted yet")
         self._model.set_train_data(inputs.pack(), targets.to(torch.float64), strict=False)
+        self._cache = None
+
+    def _posterior_cache(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cholesky factor of the training covariance, the weights ``K^-1 (y - m)`` and the
+        training features, computed once per conditioning."""
+        if self._cache is not None:
+            return self._cache
+        model = self._model
+        assert model is not None
+        x = model.train_inputs[0]
+        y = model.train_targets
+        features = model.extractor(x)
+        k = model.covar_module(features).to_dense()
+        k = k + model.likelihood.noise * torch.eye(len(y), dtype=k.dtype)
+        factor, info = torch.linalg.cholesky_ex(k)
+        jitter = 1e-8 * float(k.diagonal().mean())
+        while int(info) != 0 and jitter < 1e-1:
+            factor, info = torch.linalg.cholesky_ex(k + jitter * torch.eye(len(y), dtype=k.dtype))
+            jitter *= 100.0
+        if int(info) != 0:
+            raise FitError("the training covariance is not positive definite")
+        residual = (y - model.mean_module(features)).unsqueeze(-1)
+        weights = torch.cholesky_solve(residual, factor).squeeze(-1)
+        self._cache = (factor, weights, features)
+        return self._cache
 
     def predict(self, inputs: SurrogateInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and standard deviation of the latent function at ``inputs``.
+
+        The kernel, mean and noise are gpytorch's modules; the exact-GP posterior is solved
+        with a cached Cholesky factor (gpytorch's generic prediction path costs about three
+        times as much at our sizes). ``tests/_gp/test_model.py`` checks it against gpytorch's
+        own prediction.
 
         Raises:
             FitError: The model has not been fitted or the posterior is not finite.
@@ -266,13 +306,29 @@ class Surrogate:
         model = self._model
         model.eval()
         try:
-            with torch.no_grad(), _gp_settings(), warnings.catch_warnings():
-                # Predicting at training inputs is legitimate here (a candidate may repeat a row).
-                warnings.simplefilter("ignore", GPInputWarning)
-                post = model(inputs.pack())
-                mean, var = post.mean, post.variance
+            with torch.no_grad(), single_thread():
+                factor, weights, train_features = self._posterior_cache()
+                features = model.extractor(inputs.pack())
+                cross = model.covar_module(features, train_features).to_dense()
+                prior_var = model.covar_module(features, diag=True)
+                mean = model.mean_module(features) + cross @ weights
+                v = torch.linalg.solve_triangular(factor, cross.T, upper=False)
+                var = prior_var - (v * v).sum(dim=0)
+        except FitError:
+            raise
         except Exception as err:
             raise FitError(f"prediction failed: {type(err).__name__}: {err}") from err
         if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
             raise FitError("prediction is not finite")
         return mean, var.clamp_min(1e-12).sqrt()
+
+    def predict_with_gpytorch(self, inputs: SurrogateInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same posterior through gpytorch's own prediction path (the reference)."""
+        assert self._model is not None
+        model = self._model
+        model.eval()
+        with torch.no_grad(), _gp_settings(), warnings.catch_warnings():
+            # Predicting at training inputs is legitimate here (a candidate may repeat a row).
+            warnings.simplefilter("ignore", GPInputWarning)
+            post = model(inputs.pack())
+            return post.mean, post.variance.clamp_min(1e-12).sqrt()

@@ -8,7 +8,6 @@ from optuna_dyhpo._gp import Surrogate
 from optuna_dyhpo._gp import SurrogateInputs
 from optuna_dyhpo._gp import normalise_targets
 
-
 L = 20
 
 
@@ -84,3 +83,20 @@ def test_failed_first_fit_leaves_no_model() -> None:
     assert not model.is_fitted
     with pytest.raises(FitError):
         model.predict(train)
+
+
+def test_cached_posterior_matches_gpytorch_prediction() -> None:
+    train, y = _curves(25, seed=6)
+    test, _ = _curves(10, seed=7)
+    model = Surrogate(3, L, seed=0)
+    model.fit(train, y, warm_start=False)
+    for _ in range(2):  # the second call reuses the cached factor
+        mean, std = model.predict(test)
+        ref_mean, ref_std = model.predict_with_gpytorch(test)
+        assert torch.allclose(mean, ref_mean, atol=1e-6, rtol=1e-5)
+        assert torch.allclose(std, ref_std, atol=1e-6, rtol=1e-4)
+    more, y_more = _curves(30, seed=6)
+    model.condition(more, y_more)  # new data: the cache must not be reused
+    assert torch.allclose(
+        model.predict(test)[0], model.predict_with_gpytorch(test)[0], atol=1e-6, rtol=1e-5
+    )

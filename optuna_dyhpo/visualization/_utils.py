@@ -1,0 +1,300 @@
+"""Reading a DyHPO study for the plots, through storage data only.
+
+The plots need the study's *configurations* (a configuration is trained by one or more trials:
+its root trial, then a continuation trial each time it is resumed) and the global sequence of
+epochs the study spent. Both are rebuilt here from
+``study._storage.get_all_trials(study._study_id, deepcopy=False)`` and the attributes described
+in ``docs/contract.md``:
+
+* ``"dyhpo:segment"`` (system attr) ``{"config", "start", "parent"}``, or, when a trial has no
+  system attrs, the user attrs ``dyhpo_config``, ``dyhpo_start_epoch`` and
+  ``dyhpo_continues_trial``. A trial with neither is treated as a configuration of its own whose
+  every reported step is an epoch it spent, so the plots also work for studies run by other
+  samplers and pruners (as ``optuna_dyhpo.epochs_spent`` counts them).
+* A continuation trial carries its parent's intermediate values (steps ``< start``); only steps
+  ``>= start`` are epochs it spent.
+* ``dyhpo_status`` (user attr) or ``"dyhpo:paused_at"`` (system attr) tell a paused segment.
+
+Epoch order: segments in trial-number order, each segment's new steps in ascending order. This is
+the exact order for a sequential ``study.optimize``; with parallel workers the epochs of trials
+that ran at the same time are ordered by trial number, not by wall-clock time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+import json
+import math
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+SEGMENT_KEY = "dyhpo:segment"
+PAUSED_KEY = "dyhpo:paused_at"
+USER_CONFIG = "dyhpo_config"
+USER_PARENT = "dyhpo_continues_trial"
+USER_START = "dyhpo_start_epoch"
+USER_STATUS = "dyhpo_status"
+
+_PLOTLY_MISSING = (
+    "optuna_dyhpo.visualization needs plotly. Install it with `pip install plotly` "
+    '(or `pip install "optuna-dyhpo[dashboard]"`).'
+)
+
+
+def import_plotly_go() -> ModuleType:
+    """Import ``plotly.graph_objects`` on demand, with an actionable error message."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError as e:
+        raise ImportError(_PLOTLY_MISSING) from e
+    return go
+
+
+def sample_colors(values: list[float], vmin: float, vmax: float, reverse: bool) -> list[str]:
+    """Colours of ``values`` on :data:`COLORSCALE` (``reverse`` flips it)."""
+    from plotly.colors import sample_colorscale
+
+    span = vmax - vmin
+    pos = [0.5 if span <= 0 else (v - vmin) / span for v in values]
+    if reverse:
+        pos = [1.0 - p for p in pos]
+    return [str(c) for c in sample_colorscale(COLORSCALE, pos)]
+
+
+# Optuna's ``Blues`` with its near-white end cut off, so that every line stays visible on a white
+# background. Darker = better (the plots reverse it for minimisation).
+COLORSCALE: list[list[float | str]] = [
+    [0.0, "rgb(198,219,239)"],
+    [0.25, "rgb(158,202,225)"],
+    [0.5, "rgb(107,174,214)"],
+    [0.75, "rgb(33,113,181)"],
+    [1.0, "rgb(8,48,107)"],
+]
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch the study spent.
+
+    Attributes:
+        index: 1-based position in the study's global sequence of epochs.
+        config_id: The configuration that received the epoch.
+        trial_number: The trial (segment) that ran it.
+        step: The configuration's own epoch number (the ``step`` of ``trial.report``).
+        value: The reported value (may be NaN or infinite for a diverged run).
+    """
+
+    index: int
+    config_id: int
+    trial_number: int
+    step: int
+    value: float
+
+
+@dataclass
+class Segment:
+    """One trial of a configuration.
+
+    Attributes:
+        trial: The frozen trial (not a copy: do not modify).
+        config_id: The configuration it trains.
+        start: First step this trial ran itself; earlier steps are copied from its parent.
+        parent: Number of the trial it continues, or None for a configuration's root.
+        status: ``running``, ``paused``, ``completed``, ``failed``, ``stopped``, ``diverged``
+            or ``waiting``.
+        new_steps: The steps the trial ran itself (``>= start``), ascending.
+    """
+
+    trial: FrozenTrial
+    config_id: int
+    start: int
+    parent: int | None
+    status: str
+    new_steps: list[int]
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
+
+
+@dataclass
+class ConfigInfo:
+    """A configuration with its whole curve joined across its trials.
+
+    Attributes:
+        config_id: Number of its root trial.
+        params: Its parameters.
+        segments: Its trials in trial-number order.
+        curve: Step -> value, the union of its trials' intermediate values (a later trial wins).
+        status: Status of its latest trial.
+    """
+
+    config_id: int
+    params: dict[str, Any]
+    segments: list[Segment] = field(default_factory=list)
+    curve: dict[int, float] = field(default_factory=dict)
+    status: str = "waiting"
+
+    def best_value(self, direction: StudyDirection) -> float | None:
+        """Best finite value of the curve, or None if it has none."""
+        finite = [v for v in self.curve.values() if math.isfinite(v)]
+        if not finite:
+            return None
+        return max(finite) if direction == StudyDirection.MAXIMIZE else min(finite)
+
+
+@dataclass
+class StudyData:
+    """Everything the plots read from a study.
+
+    Attributes:
+        direction: The study's direction.
+        configs: Configurations by ascending id.
+        epochs: The global sequence of epochs spent.
+    """
+
+    direction: StudyDirection
+    configs: list[ConfigInfo]
+    epochs: list[Epoch]
+
+    def config(self, config_id: int) -> ConfigInfo:
+        for c in self.configs:
+            if c.config_id == config_id:
+                return c
+        raise KeyError(config_id)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _segment_info(trial: FrozenTrial) -> tuple[int, int, int | None]:
+    seg = trial.system_attrs.get(SEGMENT_KEY)
+    if isinstance(seg, dict):
+        config = _as_int(seg.get("config"))
+        start = _as_int(seg.get("start"))
+        if config is not None and start is not None:
+            return config, start, _as_int(seg.get("parent"))
+    config = _as_int(trial.user_attrs.get(USER_CONFIG))
+    if config is not None:
+        start = _as_int(trial.user_attrs.get(USER_START))
+        return config, 1 if start is None else start, _as_int(trial.user_attrs.get(USER_PARENT))
+    return trial.number, 0, None  # not a DyHPO trial: every reported step (from 0) is its own
+
+
+def _segment_status(trial: FrozenTrial) -> str:
+    status = trial.user_attrs.get(USER_STATUS)
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if isinstance(status, str) and trial.state.is_finished():
+        return status
+    if trial.state == TrialState.COMPLETE:
+        return "completed"
+    if trial.state == TrialState.FAIL:
+        return "failed"
+    if trial.state == TrialState.PRUNED:
+        return "paused" if trial.system_attrs.get(PAUSED_KEY) is not None else "stopped"
+    return "waiting"
+
+
+def check_study(study: optuna.Study) -> None:
+    """Raise ``ValueError`` for a study the plots do not support (multi-objective)."""
+    if len(study.directions) > 1:
+        raise ValueError(
+            "optuna_dyhpo.visualization supports single-objective studies only; this study has "
+            f"{len(study.directions)} objectives."
+        )
+
+
+def read_study(study: optuna.Study) -> StudyData:
+    """Rebuild configurations and the epoch sequence from the study's storage."""
+    check_study(study)
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    configs: dict[int, ConfigInfo] = {}
+    epochs: list[Epoch] = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.state == TrialState.WAITING:
+            continue
+        config_id, start, parent = _segment_info(trial)
+        new_steps = sorted(s for s in trial.intermediate_values if s >= start)
+        seg = Segment(
+            trial=trial,
+            config_id=config_id,
+            start=start,
+            parent=parent,
+            status=_segment_status(trial),
+            new_steps=new_steps,
+        )
+        info = configs.get(config_id)
+        if info is None:
+            info = configs[config_id] = ConfigInfo(config_id=config_id, params=dict(trial.params))
+        info.segments.append(seg)
+        info.curve.update(trial.intermediate_values)
+        info.status = seg.status
+        for step in new_steps:
+            epochs.append(
+                Epoch(
+                    index=len(epochs) + 1,
+                    config_id=config_id,
+                    trial_number=trial.number,
+                    step=step,
+                    value=float(trial.intermediate_values[step]),
+                )
+            )
+    for info in configs.values():
+        info.curve = dict(sorted(info.curve.items()))
+        if info.status not in ("running", "diverged") and any(
+            not math.isfinite(v) for v in info.curve.values()
+        ):
+            info.status = "diverged"
+    return StudyData(
+        direction=study.directions[0],
+        configs=[configs[k] for k in sorted(configs)],
+        epochs=epochs,
+    )
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g}"
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """Parameters as ``name: value`` lines for hover text."""
+    if not params:
+        return ""
+    lines = []
+    for name, value in params.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else json.dumps(value, default=str)
+        lines.append(f"&nbsp;&nbsp;{name}: {shown}")
+    return "<br>params:<br>" + "<br>".join(lines)
+
+
+def segment_text(seg: Segment) -> str:
+    """``Trial #7 (continues #3)`` style text for hover labels."""
+    if seg.parent is None:
+        return f"Trial #{seg.trial.number}"
+    return f"Trial #{seg.trial.number} (continues #{seg.parent})"
+
+
+def empty_warning(name: str) -> None:
+    optuna.logging.get_logger("optuna_dyhpo").warning(
+        f"{name}: the study has no reported epochs; returning an empty figure."
+    )

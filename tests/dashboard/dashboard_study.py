@@ -1,0 +1,139 @@
+"""A small DyHPO-like study in SQLite with checkpoint artifacts, for the dashboard test.
+
+:func:`build_study` goes through Optuna's ordinary ask/report/tell flow the way the DyHPO
+objective does: each trial reports per-epoch values, the paused ones upload a checkpoint
+artifact while still RUNNING and then end PRUNED; a continuation is a NEW trial with the same
+params that carries its parent's values. Later, ``examples/quickstart.py`` in a smoke mode can
+produce the study instead: swap :func:`build_study` for a function returning the same
+:class:`DashboardStudy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts import upload_artifact
+from optuna.trial import TrialState
+
+
+@dataclass(frozen=True)
+class DashboardStudy:
+    """What the dashboard test needs to know about the study it shows.
+
+    Attributes:
+        storage_url: SQLAlchemy URL of the study's storage.
+        artifact_dir: Folder of the ``FileSystemArtifactStore``.
+        study_name: Name of the study.
+        n_trials: Number of trials in it.
+        continuation_trial: Number of a trial that resumes a paused configuration.
+        continued_trial: Number of the trial it continues (its parent).
+        paused_trial: Number of a paused trial that has a checkpoint artifact.
+        checkpoint_name: File name of that artifact.
+    """
+
+    storage_url: str
+    artifact_dir: Path
+    study_name: str
+    n_trials: int
+    continuation_trial: int
+    continued_trial: int
+    paused_trial: int
+    checkpoint_name: str
+
+
+_CURVES = {0: [0.92, 0.71, 0.55, 0.48], 1: [0.85, 0.66], 2: [1.10, 0.97]}
+_PARAMS = {0: {"lr": 0.03, "width": 64}, 1: {"lr": 0.2, "width": 32}, 2: {"lr": 0.9, "width": 16}}
+
+
+def _run_segment(
+    study: optuna.Study,
+    store: FileSystemArtifactStore,
+    workdir: Path,
+    config: int,
+    *,
+    parent: int | None,
+    start: int,
+    end: int,
+    max_budget: int,
+) -> int:
+    cfg_params = _PARAMS[config]
+    study.enqueue_trial(cfg_params)
+    trial = study.ask()
+    lr = trial.suggest_float("lr", 1e-3, 1.0, log=True)
+    width = trial.suggest_int("width", 16, 64)
+    assert (lr, width) == (cfg_params["lr"], cfg_params["width"])
+    if parent is None:
+        assert trial.number == config, "a configuration's id is its first trial's number"
+    config_id = config
+    storage = study._storage
+    storage.set_trial_system_attr(
+        trial._trial_id, "dyhpo:segment", {"config": config_id, "start": start, "parent": parent}
+    )
+    trial.set_user_attr("dyhpo_config", config_id)
+    trial.set_user_attr("dyhpo_continues_trial", parent)
+    trial.set_user_attr("dyhpo_start_epoch", start)
+    curve = _CURVES[config_id]
+    for step in range(1, end + 1):  # steps < start are the parent's values, copied
+        trial.report(curve[step - 1], step)
+    if end == max_budget:
+        trial.set_user_attr("dyhpo_status", "completed")
+        study.tell(trial, curve[end - 1])
+        return trial.number
+    ckpt = workdir / f"checkpoint-trial{trial.number}.pt"
+    ckpt.write_bytes(b"DyHPO test checkpoint: config %d, epoch %d\n" % (config_id, end))
+    artifact_id = upload_artifact(
+        artifact_store=store,
+        file_path=str(ckpt),
+        study_or_trial=trial,
+        mimetype="application/octet-stream",
+    )
+    storage.set_trial_system_attr(trial._trial_id, "dyhpo:paused_at", end)
+    storage.set_trial_system_attr(
+        trial._trial_id, "dyhpo:checkpoint", {"artifact_id": artifact_id, "step": end}
+    )
+    trial.set_user_attr("dyhpo_checkpoint", artifact_id)
+    trial.set_user_attr("dyhpo_status", "paused")
+    study.tell(trial, state=TrialState.PRUNED)
+    return trial.number
+
+
+def build_study(workdir: Path) -> DashboardStudy:
+    """Create the study in ``workdir/dyhpo.db`` with artifacts in ``workdir/artifacts``.
+
+    Trials: 0 (config 0, epochs 1-2, paused), 1 (config 1, epochs 1-2, paused), 2 (config 2,
+    epochs 1-2, paused), 3 (config 0 resumed from trial 0, epochs 3-4, completed). Plots of
+    :mod:`optuna_dyhpo.visualization` are saved into the study for the dashboard.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    artifact_dir = workdir / "artifacts"
+    artifact_dir.mkdir(exist_ok=True)
+    store = FileSystemArtifactStore(str(artifact_dir))
+    url = f"sqlite:///{workdir / 'dyhpo.db'}"
+    study = optuna.create_study(study_name="dyhpo-dashboard-test", storage=url)
+    for config in range(3):
+        _run_segment(
+            study, store, workdir, config=config, parent=None, start=1, end=2, max_budget=4
+        )
+    _run_segment(study, store, workdir, config=0, parent=0, start=3, end=4, max_budget=4)
+
+    from optuna_dashboard import save_plotly_graph_object
+
+    from optuna_dyhpo.visualization import plot_incumbent
+    from optuna_dyhpo.visualization import plot_learning_curves
+    from optuna_dyhpo.visualization import plot_race
+
+    for plot in (plot_race, plot_learning_curves, plot_incumbent):
+        save_plotly_graph_object(study, plot(study), graph_object_id=plot.__name__)
+    return DashboardStudy(
+        storage_url=url,
+        artifact_dir=artifact_dir,
+        study_name=study.study_name,
+        n_trials=4,
+        continuation_trial=3,
+        continued_trial=0,
+        paused_trial=1,
+        checkpoint_name="checkpoint-trial1.pt",
+    )
