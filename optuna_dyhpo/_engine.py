@@ -167,29 +167,55 @@ class DecisionEngine:
         encoder_key: tuple[tuple[str, str], ...],
         data_key: tuple[Any, ...],
         dim: int,
-    ) -> None:
-        from optuna_dyhpo._gp import Surrogate
+        pending: SurrogateInputs | None,
+        pending_key: tuple[Any, ...],
+    ) -> tuple[Any, ...]:
+        """Fit, refit or condition the surrogate for this data; returns the conditioning key.
 
-        if data_key == self._conditioned_key:
-            return
-        n = inputs.n
+        ``pending`` are the next steps of configurations that other workers are training right
+        now: they enter the data as fantasies at the model's own prediction (kriging
+        believer), which shrinks the uncertainty, and with it the expected improvement, of
+        candidates close to them.
+        """
+        import torch
+
+        from optuna_dyhpo._gp import SurrogateInputs as Inputs
+
+        key = (data_key, pending_key)
+        if key == self._conditioned_key:
+            return key
         t0 = time.perf_counter()
-        if self._surrogate is None or encoder_key != self._encoder_key:
-            self._surrogate = Surrogate(dim, self.max_budget, seed=self.seed)
-            self._encoder_key = encoder_key
-            self._conditioned_key = None
-            self._surrogate.fit(inputs, targets, warm_start=False)
-            self.stats.scratch_fits += 1
-            self._fit_rows = n
-        elif n >= max(self._fit_rows + 1, self._fit_rows * (1.0 + self.refit_growth)):
-            self._surrogate.fit(inputs, targets, warm_start=True)
-            self.stats.warm_fits += 1
-            self._fit_rows = n
-        else:
-            self._surrogate.condition(inputs, targets)
+        if self._conditioned_key is None or self._conditioned_key[0] != data_key:
+            n = inputs.n
+            if self._surrogate is None or encoder_key != self._encoder_key:
+                from optuna_dyhpo._gp import Surrogate
+
+                self._surrogate = Surrogate(dim, self.max_budget, seed=self.seed)
+                self._encoder_key = encoder_key
+                self._surrogate.fit(inputs, targets, warm_start=False)
+                self.stats.scratch_fits += 1
+                self._fit_rows = n
+            elif n >= max(self._fit_rows + 1, self._fit_rows * (1.0 + self.refit_growth)):
+                self._surrogate.fit(inputs, targets, warm_start=True)
+                self.stats.warm_fits += 1
+                self._fit_rows = n
+            else:
+                self._surrogate.condition(inputs, targets)
+        elif pending_key != self._conditioned_key[1]:
+            self._surrogate.condition(inputs, targets)  # drop the previous fantasies
+        if pending is not None and pending.n:
+            believed, _ = self._surrogate.predict(pending)
+            both = Inputs(
+                torch.cat([inputs.params, pending.params]),
+                torch.cat([inputs.budgets, pending.budgets]),
+                torch.cat([inputs.curves, pending.curves]),
+                torch.cat([inputs.masks, pending.masks]),
+            )
+            self._surrogate.condition(both, torch.cat([targets, believed]))
         self.stats.fit_seconds += time.perf_counter() - t0
-        self._conditioned_key = data_key
+        self._conditioned_key = key
         self._pred_key = None
+        return key
 
     # ------------------------------------------------------------------ decide
     def decide(
@@ -219,6 +245,11 @@ class DecisionEngine:
         existing = list(paused)
         if running is not None:
             existing.append(configs[running])
+        pending = [
+            c
+            for c in sorted(configs.values(), key=lambda c: c.config_id)
+            if c.status == "running" and c.config_id != running and c.params
+        ]
         if len(configs) < self.n_startup_configs:
             return Decision("fresh", None, None, 1, math.nan, "initial design")
         observed = [c for c in sorted(configs.values(), key=lambda c: c.config_id) if c.curve]
@@ -228,7 +259,7 @@ class DecisionEngine:
 
         try:
             with single_thread():
-                return self._decide_with_model(configs, observed, existing, maximize, running)
+                return self._decide_with_model(observed, existing, pending, maximize, running)
         except Exception as err:  # noqa: BLE001 - any model failure must still yield a decision
             self.stats.failed_fits += 1
             self._conditioned_key = None
@@ -313,9 +344,9 @@ class DecisionEngine:
 
     def _decide_with_model(
         self,
-        configs: dict[int, Configuration],
         observed: list[Configuration],
         existing: list[Configuration],
+        pending: list[Configuration],
         maximize: bool,
         running: int | None,
     ) -> Decision:
@@ -331,7 +362,20 @@ class DecisionEngine:
         data_key = (encoder_key, tuple((c.config_id, c.last_step) for c in observed))
         x_cfg = self._encode_configs(observed, encoder, encoder_key)
         inputs, targets, curves_cfg, loc, scale = self._rows(observed, x_cfg, sign)
-        self._ensure_model(inputs, targets, encoder_key, data_key, encoder.dim)
+        pending_inputs = None
+        pending_key: tuple[Any, ...] = tuple((c.config_id, c.last_step) for c in pending)
+        if pending:
+            pending_inputs = SurrogateInputs.build(
+                torch.tensor(
+                    [encoder.encode(c.params) for c in pending], dtype=torch.float64
+                ).reshape(len(pending), encoder.dim),
+                [min(c.last_step + 1, L) for c in pending],
+                [[(v * sign - loc) / scale for v in c.curve] for c in pending],
+                L,
+            )
+        key = self._ensure_model(
+            inputs, targets, encoder_key, data_key, encoder.dim, pending_inputs, pending_key
+        )
         fresh_u, fresh_x = self._fresh(encoder, observed, data_key)
         n_fresh = int(fresh_x.shape[0])
 
@@ -343,7 +387,7 @@ class DecisionEngine:
         overall = float(targets.max())
 
         t0 = time.perf_counter()
-        if self._pred_key != data_key:
+        if self._pred_key != key:
             row_of = {c.config_id: i for i, c in enumerate(observed)}
             idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)
             ex_len = lengths[idx] if len(existing) else torch.zeros(0, dtype=torch.long)
@@ -355,13 +399,13 @@ class DecisionEngine:
                 torch.cat([mask, torch.zeros((n_fresh, L))]),
             )
             mean, std = self._surrogate.predict(both)
-            self._pred_key = data_key
+            self._pred_key = key
             self._pred = {c.config_id: (mean[i], std[i]) for i, c in enumerate(existing)}
             self._pred_fresh = (mean[len(existing) :], std[len(existing) :])
         missing = [c for c in existing if c.config_id not in self._pred]
         if missing:  # a configuration that was not a candidate when this data was scored
             self._pred_key = None
-            return self._decide_with_model(configs, observed, existing, maximize, running)
+            return self._decide_with_model(observed, existing, pending, maximize, running)
         self.stats.predict_seconds += time.perf_counter() - t0
 
         mean_t = torch.cat(

@@ -108,6 +108,10 @@ class DyHPOPruner(BasePruner):
             )
         decision = sampler._decide(study, configs, running=config_id)
         if decision.kind == "continue":
+            _logger.info(
+                f"Configuration {config_id} (trial {trial.number}) continues to step "
+                f"{last + 1} ({decision.reason}, log EI {decision.log_ei:.3g})."
+            )
             return False
         storage.set_trial_system_attr(trial._trial_id, PAUSED_KEY, last)
         target = (

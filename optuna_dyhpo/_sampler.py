@@ -3,13 +3,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 import math
 import os
+import threading
+import time
 from typing import TYPE_CHECKING
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import DuplicatedStudyError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
@@ -31,6 +35,33 @@ if TYPE_CHECKING:
 
 
 _logger = get_logger("sampler")
+
+
+def _acquire(storage: BaseStorage, key: str, timeout: float) -> int | None:
+    """Create the claim study ``key``; ``None`` if it exists (someone else holds it).
+
+    A claim older than ``timeout`` seconds belongs to a worker that died while holding it;
+    it is broken once and the acquisition retried.
+    """
+    for attempt in range(2):
+        try:
+            claim_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name=key)
+        except DuplicatedStudyError:
+            if attempt:
+                return None
+            try:
+                held_id = storage.get_study_id_from_name(key)
+                since = storage.get_study_system_attrs(held_id).get("dyhpo:claimed_at")
+                if since is None or time.time() - float(since) < timeout:
+                    return None
+                storage.delete_study(held_id)
+                _logger.warning(f"Broke the stale DyHPO claim '{key}' (held for > {timeout} s).")
+            except KeyError:
+                pass  # released in the meantime: try again
+            continue
+        storage.set_study_system_attr(claim_id, "dyhpo:claimed_at", time.time())
+        return claim_id
+    return None
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -123,6 +154,17 @@ class DyHPOSampler(BaseSampler):
             self.max_budget, self._seed, self.n_startup_configs, self.n_candidates
         )
         self._plans: dict[int, dict[str, Any]] = {}
+        self._claim_timeout = 600.0
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -149,7 +191,8 @@ class DyHPOSampler(BaseSampler):
         self, study: optuna.Study, configs: dict[int, Configuration], running: int | None
     ) -> Decision:
         maximize = study.direction == StudyDirection.MAXIMIZE
-        return self._engine.decide(configs, maximize, running)
+        with self._lock:  # one engine per sampler; threads (n_jobs > 1) take turns
+            return self._engine.decide(configs, maximize, running)
 
     # ------------------------------------------------------------------ BaseSampler
     def infer_relative_search_space(
@@ -190,20 +233,28 @@ class DyHPOSampler(BaseSampler):
         self._check_study(study)
         storage = study._storage
         if SEGMENT_KEY in trial.system_attrs:
-            return  # already planned (e.g. a retried trial)
-        configs = self._configurations(study)
+            # Copied from another trial (e.g. by RetryFailedTrialCallback). DyHPO recovers
+            # crashed configurations itself, so this trial is planned afresh.
+            _logger.warning(
+                f"Trial {trial.number} carries copied DyHPO attributes; ignoring them "
+                "(DyHPO resumes crashed configurations itself)."
+            )
         if "fixed_params" in trial.system_attrs:
             decision = Decision(
                 "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
             )
         else:
-            decision = self._decide(study, configs, running=None)
-        if decision.kind == "resume":
-            assert decision.config_id is not None
-            parent = configs[decision.config_id]
-            if self._claim(study, trial, parent):
-                return
-            decision = Decision("fresh", None, None, 1, math.nan, "claim lost")
+            for _ in range(3):
+                configs = self._configurations(study)
+                decision = self._decide(study, configs, running=None)
+                if decision.kind != "resume":
+                    break
+                assert decision.config_id is not None
+                if self._claim(study, trial, configs[decision.config_id]):
+                    return
+                # Another worker resumed it first: decide again on fresh data.
+            else:
+                decision = Decision("fresh", None, None, 1, math.nan, "claims lost")
         self._plans[trial._trial_id] = dict(decision.params or {})
         segment = {"config": trial.number, "start": 1, "parent": None}
         storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
@@ -216,11 +267,56 @@ class DyHPOSampler(BaseSampler):
         )
 
     def _claim(self, study: optuna.Study, trial: FrozenTrial, config: Configuration) -> bool:
-        """Make ``trial`` the continuation of the paused ``config``."""
+        """Make ``trial`` the continuation of the paused ``config``, exactly once.
+
+        Several workers may decide to resume the same configuration at the same moment. The
+        claim is a mutex that every Optuna storage makes atomic: creating a study with a
+        unique name. The winner re-reads the configuration's trials (another worker may have
+        resumed it since this worker read the study), writes the continuation's attributes
+        (from then on, everyone sees the configuration running) and deletes the claim study.
+
+        Returns:
+            Whether this trial won the claim.
+        """
         storage = study._storage
         parent_trial = storage.get_trial(config.last_trial_id)
         if parent_trial.state != TrialState.PRUNED:
             return False
+        children = self._children(study, parent_trial.number)
+        if any(not crashed for crashed in children.values()):
+            return False
+        key = f"{study.study_name}:dyhpo-claim:{parent_trial.number}:{len(children)}"
+        claim_id = _acquire(storage, key, self._claim_timeout)
+        if claim_id is None:
+            _logger.debug(f"Configuration {config.config_id} was claimed by another worker.")
+            return False
+        try:
+            children = self._children(study, parent_trial.number)
+            if any(not crashed for crashed in children.values()):
+                return False
+            self._write_continuation(study, trial, config, parent_trial)
+        finally:
+            storage.delete_study(claim_id)
+        return True
+
+    @staticmethod
+    def _children(study: optuna.Study, parent_number: int) -> dict[int, bool]:
+        """Continuations of a trial (fresh from storage): trial number -> crashed."""
+        out: dict[int, bool] = {}
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            seg = t.system_attrs.get(SEGMENT_KEY)
+            if isinstance(seg, dict) and seg.get("parent") == parent_number:
+                out[t.number] = t.state == TrialState.FAIL and USER_STATUS not in t.user_attrs
+        return out
+
+    def _write_continuation(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        config: Configuration,
+        parent_trial: FrozenTrial,
+    ) -> None:
+        storage = study._storage
         start = config.last_step + 1
         self._plans[trial._trial_id] = dict(config.params)
         segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
@@ -238,7 +334,6 @@ class DyHPOSampler(BaseSampler):
             f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
             f"(continues trial {parent_trial.number})."
         )
-        return True
 
     def after_trial(
         self,

@@ -41,6 +41,12 @@ class _Segment:
     values: dict[int, float]
     params: dict[str, Any]
     distributions: dict[str, BaseDistribution]
+    ended: str | None
+
+    @property
+    def crashed(self) -> bool:
+        """Failed without the sampler seeing it end: the worker died (heartbeat) mid-epoch."""
+        return self.state == TrialState.FAIL and self.ended is None
 
 
 @dataclass
@@ -53,8 +59,11 @@ class Configuration:
         curve: Reported values for steps ``1..last_step``, in the user's metric.
         trial_numbers: The trials (segments) that trained it, oldest first.
         status: ``"running"``, ``"paused"``, ``"completed"``, ``"failed"``, ``"stopped"``
-            (pruned, but not paused by DyHPO, or paused at the maximum budget) or
-            ``"diverged"`` (reported NaN or infinity; its finite prefix is kept).
+            (pruned, but not paused by DyHPO, or paused at the maximum budget),
+            ``"diverged"`` (reported NaN or infinity; its finite prefix is kept) or
+            ``"crashed"`` (its first trial's worker died before it was ever paused).
+            A configuration whose *continuation* crashed is ``"paused"`` again at its last
+            checkpoint: the crashed trial's steps are not part of ``curve``.
         last_step: Number of steps in ``curve``.
     """
 
@@ -96,6 +105,7 @@ def _parse(trial: FrozenTrial) -> _Segment | None:
         values=dict(trial.intermediate_values),
         params=dict(trial.params),
         distributions=dict(trial.distributions),
+        ended=trial.user_attrs.get(USER_STATUS),
     )
 
 
@@ -151,8 +161,11 @@ class StudyReader:
         configs: dict[int, Configuration] = {}
         for cid, segs in by_config.items():
             segs.sort(key=lambda s: (s.start, s.number))
+            # A crashed continuation left no checkpoint behind: the configuration continues
+            # from its previous segment, and the crashed steps are trained again.
+            live = [s for s in segs if not s.crashed]
             merged: dict[int, float] = {}
-            for s in segs:
+            for s in live:
                 merged.update(s.values)
             curve: list[float] = []
             diverged = False
@@ -164,14 +177,15 @@ class StudyReader:
                     break
                 curve.append(v)
                 step += 1
-            latest = segs[-1]
+            latest = live[-1] if live else segs[-1]
             root = segs[0]
+            status = _status(latest, len(curve), diverged, max_budget) if live else "crashed"
             configs[cid] = Configuration(
                 config_id=cid,
                 params=root.params if root.params else latest.params,
                 curve=curve,
                 trial_numbers=[s.number for s in segs],
-                status=_status(latest, len(curve), diverged, max_budget),
+                status=status,
                 distributions=root.distributions or latest.distributions,
                 last_trial_id=latest.trial_id,
             )
