@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import math
+from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
+from optuna_dyhpo import DyHPOPruner
+from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import TrialResume
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -49,3 +54,27 @@ def make_objective(
         return value
 
     return objective
+
+
+def make_study(
+    max_budget: int = 8,
+    *,
+    tmp_path: Path | None = None,
+    storage: str | None = None,
+    direction: str = "maximize",
+    seed: int = 0,
+    **sampler_kwargs: Any,
+) -> optuna.Study:
+    """A DyHPO study over the synthetic curves (checkpoints under ``tmp_path`` if given)."""
+    if tmp_path is not None:
+        (tmp_path / "artifacts").mkdir(exist_ok=True)
+        sampler_kwargs.setdefault(
+            "artifact_store", FileSystemArtifactStore(str(tmp_path / "artifacts"))
+        )
+    sampler_kwargs.setdefault("n_candidates", 64)
+    return optuna.create_study(
+        direction=direction,
+        storage=storage,
+        sampler=DyHPOSampler(max_budget, seed=seed, **sampler_kwargs),
+        pruner=DyHPOPruner(),
+    )

@@ -1,13 +1,11 @@
-"""Pause, resume, checkpoints, curves and budget accounting, end to end through Optuna."""
+"""DyHPOSampler end to end: pause, resume, curves, reproducibility, search spaces, input checks."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 import pytest
 
@@ -18,20 +16,10 @@ from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
 from tests.synthetic import curve_value
 from tests.synthetic import make_objective
+from tests.synthetic import make_study
 
 MAX_BUDGET = 8
 TOTAL = 60
-
-
-def _study(tmp_path: Path, storage: str | None, seed: int = 0) -> optuna.Study:
-    store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
-    (tmp_path / "artifacts").mkdir(exist_ok=True)
-    return optuna.create_study(
-        direction="maximize",
-        storage=storage,
-        sampler=DyHPOSampler(MAX_BUDGET, seed=seed, n_candidates=64, artifact_store=store),
-        pruner=DyHPOPruner(),
-    )
 
 
 @pytest.fixture(params=["inmemory", "sqlite"])
@@ -41,7 +29,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
 
 def test_pause_resume_checkpoint_curve_and_budget(tmp_path: Path, storage: str | None) -> None:
     log: list[tuple[int, int, int]] = []
-    study = _study(tmp_path, storage)
+    study = make_study(MAX_BUDGET, tmp_path=tmp_path, storage=storage)
     study.optimize(make_objective(checkpoint=True, log=log), callbacks=[StopAfterEpochs(TOTAL)])
     trials = study.get_trials(deepcopy=False)
     # The objective asserts the checkpoint round trip; a failed assertion would FAIL a trial.
@@ -82,15 +70,6 @@ def test_pause_resume_checkpoint_curve_and_budget(tmp_path: Path, storage: str |
     assert sum(c.last_step for c in configs) == len(log)
 
 
-def test_checkpoints_are_artifacts_of_the_paused_trial(tmp_path: Path) -> None:
-    study = _study(tmp_path, None)
-    study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(30)])
-    paused = [t for t in study.trials if t.user_attrs.get("dyhpo_status") == "paused"]
-    assert paused
-    metas = optuna.artifacts.get_all_artifact_meta(paused[0], storage=study._storage)
-    assert [m.artifact_id for m in metas] == [paused[0].user_attrs["dyhpo_checkpoint"]]
-
-
 def _run(seed: int) -> list[tuple[int, int, int]]:
     log: list[tuple[int, int, int]] = []
     study = optuna.create_study(
@@ -105,42 +84,6 @@ def _run(seed: int) -> list[tuple[int, int, int]]:
 def test_seed_makes_a_sequential_run_reproducible() -> None:
     assert _run(3) == _run(3)
     assert _run(3) != _run(4)
-
-
-def _bad_objective(kind: str) -> Callable[[optuna.Trial], float]:
-    def objective(trial: optuna.Trial) -> float:
-        x = trial.suggest_float("x", 0.0, 1.0)
-        lr = trial.suggest_float("lr", 1e-2, 1.0, log=True)
-        from optuna_dyhpo import TrialResume
-
-        value = 0.0
-        for epoch in TrialResume(trial).steps():
-            value = curve_value(x, lr, epoch)
-            if kind == "nan" and trial.number == 1 and epoch == 1:
-                value = float("nan")
-            if kind == "fail" and trial.number == 1 and epoch == 1:
-                raise RuntimeError("simulated crash in the objective")
-            trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return value
-
-    return objective
-
-
-@pytest.mark.parametrize("kind,status", [("nan", "diverged"), ("fail", "failed")])
-def test_diverged_and_failed_configurations_are_never_resumed(kind: str, status: str) -> None:
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=DyHPOSampler(MAX_BUDGET, seed=0, n_candidates=64, n_startup_configs=2),
-        pruner=DyHPOPruner(),
-    )
-    study.optimize(_bad_objective(kind), callbacks=[StopAfterEpochs(40)], catch=(RuntimeError,))
-    configs = {c.config_id: c for c in get_configurations(study)}
-    assert configs[1].status == status and configs[1].trial_numbers == [1]
-    others = [c for cid, c in configs.items() if cid != 1]
-    assert all(c.status != status for c in others)  # nothing else was touched
-    assert study.trials[1].user_attrs["dyhpo_status"] == status
 
 
 def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
@@ -160,7 +103,7 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
                 raise optuna.TrialPruned()
         return value
 
-    study = _study(tmp_path, None)
+    study = make_study(MAX_BUDGET, tmp_path=tmp_path)
     study.optimize(objective, callbacks=[StopAfterEpochs(50)])
     configs = get_configurations(study)
     assert any(len(c.trial_numbers) > 1 for c in configs)
@@ -172,15 +115,71 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
     assert {c.params["kind"] for c in configs} == {"linear", "deep"}
 
 
-def test_budget_counts_only_new_epochs_of_other_samplers_too() -> None:
-    study = optuna.create_study()
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"max_budget": 0}, "`max_budget` must be an integer >= 1, but got 0"),
+        ({"max_budget": 5.0}, "`max_budget` must be an integer >= 1, but got 5.0 (float)"),
+        ({"max_budget": 5, "seed": -1}, "`seed` must be an integer >= 0, but got -1"),
+        ({"max_budget": 5, "n_candidates": 0}, "`n_candidates` must be an integer >= 1"),
+        ({"max_budget": 5, "n_startup_configs": True}, "`n_startup_configs` must be an integer"),
+        ({"max_budget": 5, "artifact_store": "dir"}, "`artifact_store` must be an Optuna"),
+    ],
+)
+def test_sampler_validates_its_arguments(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ValueError) as err:
+        DyHPOSampler(**kwargs)
+    assert fragment in str(err.value)
 
-    def objective(trial: optuna.Trial) -> float:
-        for step in range(1, 4):
-            trial.report(float(step), step)
-        return 0.0
 
-    study.optimize(objective, n_trials=3)
-    assert epochs_spent(study) == 9
-    study.optimize(objective, n_trials=100, callbacks=[StopAfterEpochs(15)])
-    assert epochs_spent(study) == 15
+def test_multi_objective_is_rejected() -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=DyHPOSampler(5))
+    with pytest.raises(ValueError, match="single-objective"):
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
+
+
+def _paused_study(tmp_path: Path) -> tuple[optuna.Study, DyHPOSampler]:
+    study = make_study(MAX_BUDGET, tmp_path=tmp_path, n_startup_configs=2)
+    study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(6)])
+    sampler = study.sampler
+    assert isinstance(sampler, DyHPOSampler)
+    return study, sampler
+
+
+def test_a_paused_configuration_is_claimed_once(tmp_path: Path) -> None:
+    """Two trials that both decided to resume the same configuration: only one gets it."""
+    study, sampler = _paused_study(tmp_path)
+    configs = sampler._configurations(study)
+    paused = next(c for c in configs.values() if c.status == "paused")
+    first, second = study.ask(), study.ask()  # both read the study before either claims
+    # Whatever the sampler decided for them, force the race on `paused`, with a stale view.
+    for t in (first, second):
+        study._storage.set_trial_system_attr(t._trial_id, "dyhpo:segment", None)
+    a = sampler._claim(study, study._storage.get_trial(first._trial_id), paused)
+    b = sampler._claim(study, study._storage.get_trial(second._trial_id), paused)
+    assert (a, b) == (True, False)
+    # No claim study is left behind.
+    assert optuna.get_all_study_names(study._storage) == [study.study_name]
+
+
+def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
+    study, sampler = _paused_study(tmp_path)
+    paused = next(c for c in sampler._configurations(study).values() if c.status == "paused")
+    parent = study._storage.get_trial(paused.last_trial_id).number
+    key = f"{study.study_name}:dyhpo-claim:{parent}:0"
+    dead = study._storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], key)
+    study._storage.set_study_system_attr(dead, "dyhpo:claimed_at", 0.0)  # long ago
+    trial = study.ask()
+    assert sampler._claim(study, study._storage.get_trial(trial._trial_id), paused)
+    # A fresh claim by a live worker is respected.
+    other = sampler._configurations(study)
+    nxt = next(
+        (c for c in other.values() if c.status == "paused" and c.config_id != paused.config_id),
+        None,
+    )
+    if nxt is not None:
+        p = study._storage.get_trial(nxt.last_trial_id).number
+        study._storage.create_new_study(
+            [optuna.study.StudyDirection.MINIMIZE], f"{study.study_name}:dyhpo-claim:{p}:0"
+        )
+        assert not sampler._claim(study, study._storage.get_trial(study.ask()._trial_id), nxt)

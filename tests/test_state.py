@@ -1,0 +1,93 @@
+"""Rebuilding configurations from trials, including crashed workers' trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from optuna.trial import create_trial
+
+from optuna_dyhpo._state import StudyReader
+
+DIST = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def _trial(
+    number: int,
+    state: TrialState,
+    config: int,
+    start: int,
+    parent: int | None,
+    values: dict[int, float],
+    status: str | None,
+    paused_at: int | None = None,
+) -> Any:
+    t = create_trial(
+        state=state,
+        params={"x": 0.5},
+        distributions=DIST,
+        intermediate_values=values,
+        value=None if state != TrialState.COMPLETE else values[max(values)],
+        system_attrs={
+            "dyhpo:segment": {"config": config, "start": start, "parent": parent},
+            **({} if paused_at is None else {"dyhpo:paused_at": paused_at}),
+        },
+        user_attrs={} if status is None else {"dyhpo_status": status},
+    )
+    t.number = number
+    t._trial_id = number
+    return t
+
+
+def test_crashed_continuation_leaves_the_configuration_paused_at_its_checkpoint() -> None:
+    trials = [
+        _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
+        # The continuation's worker was killed mid-epoch (heartbeat -> FAIL, no status).
+        _trial(1, TrialState.FAIL, 0, 3, 0, {1: 0.1, 2: 0.2, 3: 0.3}, None),
+    ]
+    reader = StudyReader()
+    configs = reader.configurations(reader.segments(trials), max_budget=10)
+    c = configs[0]
+    assert c.status == "paused" and c.curve == [0.1, 0.2] and c.trial_numbers == [0, 1]
+    assert c.last_trial_id == 0  # resumed from trial 0's checkpoint
+
+
+def test_failed_in_the_objective_is_final_and_crashed_root_is_not_resumable() -> None:
+    trials = [
+        _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1}, "paused", paused_at=1),
+        _trial(1, TrialState.FAIL, 0, 2, 0, {1: 0.1, 2: 0.2}, "failed"),
+        _trial(2, TrialState.FAIL, 2, 1, None, {1: 0.4}, None),
+    ]
+    reader = StudyReader()
+    configs = reader.configurations(reader.segments(trials), max_budget=10)
+    assert configs[0].status == "failed"
+    assert configs[2].status == "crashed" and configs[2].curve == []
+
+
+def test_statuses() -> None:
+    trials = [
+        _trial(0, TrialState.RUNNING, 0, 1, None, {1: 0.1}, None),
+        _trial(1, TrialState.COMPLETE, 1, 1, None, {1: 0.1, 2: 0.2}, "completed"),
+        _trial(2, TrialState.PRUNED, 2, 1, None, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
+        _trial(3, TrialState.PRUNED, 3, 1, None, {1: 0.1}, "stopped"),  # pruned by the user
+        _trial(4, TrialState.PRUNED, 4, 1, None, {1: 0.1, 2: float("nan")}, "diverged"),
+    ]
+    reader = StudyReader()
+    configs = reader.configurations(reader.segments(trials), max_budget=2)
+    assert [configs[i].status for i in range(5)] == [
+        "running",
+        "completed",
+        "stopped",  # paused, but at the maximum budget: never resumed
+        "stopped",
+        "diverged",
+    ]
+    assert configs[4].curve == [0.1]
+
+
+def test_finished_trials_are_parsed_once() -> None:
+    t = _trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.1}, "completed")
+    reader = StudyReader()
+    first = reader.segments([t])
+    t.intermediate_values[2] = 0.2  # a finished trial cannot change; the cache is trusted
+    assert reader.segments([t]) == first
