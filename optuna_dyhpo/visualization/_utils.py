@@ -34,16 +34,15 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_dyhpo._state import PAUSED_KEY
+from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import USER_CONFIG
+from optuna_dyhpo._state import USER_PARENT
+from optuna_dyhpo._state import USER_START
+from optuna_dyhpo._state import USER_STATUS
+
 if TYPE_CHECKING:
     from types import ModuleType
-
-
-SEGMENT_KEY = "dyhpo:segment"
-PAUSED_KEY = "dyhpo:paused_at"
-USER_CONFIG = "dyhpo_config"
-USER_PARENT = "dyhpo_continues_trial"
-USER_START = "dyhpo_start_epoch"
-USER_STATUS = "dyhpo_status"
 
 _PLOTLY_MISSING = (
     "optuna_dyhpo.visualization needs plotly. Install it with `pip install plotly` "
