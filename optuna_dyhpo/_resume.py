@@ -105,7 +105,7 @@ class TrialResume:
         """
         import torch
 
-        last = max(self._trial._cached_frozen_trial.intermediate_values, default=0)
+        last = self._storage.get_trial(self._trial._trial_id).last_step or 0
         fd, path = tempfile.mkstemp(prefix=f"dyhpo-trial{self._trial.number}-", suffix=".pt")
         os.close(fd)
         try:

@@ -148,7 +148,6 @@ class DyHPOSampler(BaseSampler):
             )
         self._seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         self._artifact_store = artifact_store
-        self._random = RandomSampler(seed=self._seed)
         self._reader = StudyReader()
         self._engine = DecisionEngine(
             self.max_budget, self._seed, self.n_startup_configs, self.n_candidates
@@ -227,7 +226,10 @@ class DyHPOSampler(BaseSampler):
                 f"Trial {trial.number}: planned value {value!r} of '{param_name}' is not in "
                 f"{param_distribution}; sampling it at random instead."
             )
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
+        # Seeded by the trial number: reproducible in a sequential run, and different in every
+        # worker even when all workers were given the same seed.
+        random = RandomSampler(seed=(self._seed * 1_000_003 + trial.number) % (2**32))
+        return random.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._check_study(study)
@@ -363,4 +365,6 @@ class DyHPOSampler(BaseSampler):
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
 
     def reseed_rng(self) -> None:
-        self._random.reseed_rng()
+        # Called by Optuna in each process of a process pool: give every process its own seed.
+        self._seed = int.from_bytes(os.urandom(4), "little") >> 1
+        self._engine.seed = self._seed

@@ -97,14 +97,14 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
         ceiling = 0.5 + 0.1 * depth + 0.001 * width - drop
         value = 0.0
         for epoch in TrialResume(trial).steps():
-            value = ceiling * (1 - 0.6**epoch)
+            value = ceiling * (1 - 0.8**epoch)
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         return value
 
     study = make_study(MAX_BUDGET, tmp_path=tmp_path)
-    study.optimize(objective, callbacks=[StopAfterEpochs(50)])
+    study.optimize(objective, callbacks=[StopAfterEpochs(60)])
     configs = get_configurations(study)
     assert any(len(c.trial_numbers) > 1 for c in configs)
     by_number = {t.number: t for t in study.trials}
