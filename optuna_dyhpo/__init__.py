@@ -12,6 +12,7 @@ from optuna_dyhpo._resume import TrialResume
 from optuna_dyhpo._sampler import DyHPOSampler
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import get_configurations
+from optuna_dyhpo._tuner import Tuner
 from optuna_dyhpo._warnings import CheckpointError
 from optuna_dyhpo._warnings import DyHPOWarning
 
@@ -25,6 +26,7 @@ __all__ = [
     "DyHPOWarning",
     "StopAfterEpochs",
     "TrialResume",
+    "Tuner",
     "epochs_spent",
     "get_configurations",
 ]

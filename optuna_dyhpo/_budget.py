@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._validation import check_int
 
 _logger = get_logger("budget")
 
@@ -75,8 +76,7 @@ class StopAfterEpochs:
     """
 
     def __init__(self, n_epochs: int, show_progress_bar: bool | None = None) -> None:
-        if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1:
-            raise ValueError(f"`n_epochs` must be an integer >= 1, but got {n_epochs!r}.")
+        check_int("n_epochs", n_epochs, 1)
         if show_progress_bar is not None and not isinstance(show_progress_bar, bool):
             raise ValueError(
                 f"`show_progress_bar` must be True, False or None, but got {show_progress_bar!r}."

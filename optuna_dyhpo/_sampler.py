@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import logging
 import math
 import os
 import threading
@@ -29,12 +30,31 @@ from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._validation import check_int
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 
 _logger = get_logger("sampler")
+
+
+_CLAIM_MARK = ":dyhpo-claim:"
+
+
+class _HideClaimStudies(logging.Filter):
+    """Drops Optuna's "A new study created ..." line for DyHPO's transient claim studies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _CLAIM_MARK not in record.getMessage()
+
+
+for _name in (
+    "optuna.storages._in_memory",
+    "optuna.storages._rdb.storage",
+    "optuna.storages.journal._storage",
+):
+    logging.getLogger(_name).addFilter(_HideClaimStudies())
 
 
 def _acquire(storage: BaseStorage, key: str, timeout: float) -> int | None:
@@ -62,15 +82,6 @@ def _acquire(storage: BaseStorage, key: str, timeout: float) -> int | None:
         storage.set_study_system_attr(claim_id, "dyhpo:claimed_at", time.time())
         return claim_id
     return None
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}, but got {value!r} "
-            f"({type(value).__name__})."
-        )
-    return value
 
 
 class DyHPOSampler(BaseSampler):
@@ -134,11 +145,11 @@ class DyHPOSampler(BaseSampler):
         n_candidates: int = 512,
         artifact_store: ArtifactStore | None = None,
     ) -> None:
-        self.max_budget = _check_int("max_budget", max_budget, 1)
+        self.max_budget = check_int("max_budget", max_budget, 1)
         if seed is not None:
-            _check_int("seed", seed, 0)
-        self.n_startup_configs = _check_int("n_startup_configs", n_startup_configs, 1)
-        self.n_candidates = _check_int("n_candidates", n_candidates, 1)
+            check_int("seed", seed, 0)
+        self.n_startup_configs = check_int("n_startup_configs", n_startup_configs, 1)
+        self.n_candidates = check_int("n_candidates", n_candidates, 1)
         if artifact_store is not None and not (
             hasattr(artifact_store, "write") and hasattr(artifact_store, "open_reader")
         ):
@@ -287,7 +298,7 @@ class DyHPOSampler(BaseSampler):
         children = self._children(study, parent_trial.number)
         if any(not crashed for crashed in children.values()):
             return False
-        key = f"{study.study_name}:dyhpo-claim:{parent_trial.number}:{len(children)}"
+        key = f"{study.study_name}{_CLAIM_MARK}{parent_trial.number}:{len(children)}"
         claim_id = _acquire(storage, key, self._claim_timeout)
         if claim_id is None:
             _logger.debug(f"Configuration {config.config_id} was claimed by another worker.")

@@ -1,17 +1,20 @@
-"""A small DyHPO-like study in SQLite with checkpoint artifacts, for the dashboard test.
+"""DyHPO studies in SQLite with checkpoint artifacts, for the dashboard test.
 
-:func:`build_study` goes through Optuna's ordinary ask/report/tell flow the way the DyHPO
-objective does: each trial reports per-epoch values, the paused ones upload a checkpoint
-artifact while still RUNNING and then end PRUNED; a continuation is a NEW trial with the same
-params that carries its parent's values. Later, ``examples/quickstart.py`` in a smoke mode can
-produce the study instead: swap :func:`build_study` for a function returning the same
-:class:`DashboardStudy`.
+* :func:`build_quickstart_study` (the one the test uses): runs ``examples/quickstart.py
+  --smoke`` in a subprocess, a real DyHPO race with real ``torch.save`` checkpoints, and saves
+  the three DyHPO plots into its study.
+* :func:`build_study`: a hand-made four-trial study going through Optuna's ask/report/tell
+  flow the way the DyHPO objective does (paused trials upload a checkpoint artifact while still
+  RUNNING and then end PRUNED; a continuation is a NEW trial with the same params that carries
+  its parent's values). Fast and without torch; kept for debugging the dashboard test.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import subprocess
+import sys
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -32,6 +35,7 @@ class DashboardStudy:
         continued_trial: Number of the trial it continues (its parent).
         paused_trial: Number of a paused trial that has a checkpoint artifact.
         checkpoint_name: File name of that artifact.
+        checkpoint_prefix: The first bytes of that file (``PK\\x03\\x04`` for ``torch.save``).
     """
 
     storage_url: str
@@ -42,6 +46,7 @@ class DashboardStudy:
     continued_trial: int
     paused_trial: int
     checkpoint_name: str
+    checkpoint_prefix: bytes = b"DyHPO test checkpoint"
 
 
 _CURVES = {0: [0.92, 0.71, 0.55, 0.48], 1: [0.85, 0.66], 2: [1.10, 0.97]}
@@ -100,6 +105,69 @@ def _run_segment(
     return trial.number
 
 
+def save_dyhpo_plots(study: optuna.Study) -> None:
+    """Save :mod:`optuna_dyhpo.visualization`'s three plots into the study for the dashboard."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    from optuna_dyhpo.visualization import plot_incumbent
+    from optuna_dyhpo.visualization import plot_learning_curves
+    from optuna_dyhpo.visualization import plot_race
+
+    for plot in (plot_race, plot_learning_curves, plot_incumbent):
+        save_plotly_graph_object(study, plot(study), graph_object_id=plot.__name__)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build_quickstart_study(workdir: Path) -> DashboardStudy:
+    """Run ``examples/quickstart.py --smoke --output workdir`` and describe its study.
+
+    The continuation is the first trial that resumes a paused configuration; the paused trial is
+    the first trial paused with a checkpoint artifact. The three DyHPO plots are saved into the
+    study.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "quickstart.py"), "--smoke", "--output",
+         str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 0, f"quickstart failed:\n{run.stdout}\n{run.stderr}"
+    url = f"sqlite:///{workdir / 'dyhpo.db'}"
+    study = optuna.load_study(study_name="dyhpo-quickstart", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    continuation = next(
+        (t for t in trials if t.user_attrs.get("dyhpo_continues_trial") is not None), None
+    )
+    assert continuation is not None, f"the smoke run resumed no configuration:\n{run.stdout}"
+    paused = next(
+        t
+        for t in trials
+        if t.user_attrs.get("dyhpo_status") == "paused" and "dyhpo_checkpoint" in t.user_attrs
+    )
+    metas = {
+        m.artifact_id: m
+        for m in optuna.artifacts.get_all_artifact_meta(paused, storage=study._storage)
+    }
+    meta = metas[paused.user_attrs["dyhpo_checkpoint"]]
+    save_dyhpo_plots(study)
+    return DashboardStudy(
+        storage_url=url,
+        artifact_dir=workdir / "artifacts",
+        study_name=study.study_name,
+        n_trials=len(trials),
+        continuation_trial=continuation.number,
+        continued_trial=int(continuation.user_attrs["dyhpo_continues_trial"]),
+        paused_trial=paused.number,
+        checkpoint_name=meta.filename,
+        checkpoint_prefix=b"PK\x03\x04",  # torch.save writes a zip archive
+    )
+
+
 def build_study(workdir: Path) -> DashboardStudy:
     """Create the study in ``workdir/dyhpo.db`` with artifacts in ``workdir/artifacts``.
 
@@ -118,15 +186,7 @@ def build_study(workdir: Path) -> DashboardStudy:
             study, store, workdir, config=config, parent=None, start=1, end=2, max_budget=4
         )
     _run_segment(study, store, workdir, config=0, parent=0, start=3, end=4, max_budget=4)
-
-    from optuna_dashboard import save_plotly_graph_object
-
-    from optuna_dyhpo.visualization import plot_incumbent
-    from optuna_dyhpo.visualization import plot_learning_curves
-    from optuna_dyhpo.visualization import plot_race
-
-    for plot in (plot_race, plot_learning_curves, plot_incumbent):
-        save_plotly_graph_object(study, plot(study), graph_object_id=plot.__name__)
+    save_dyhpo_plots(study)
     return DashboardStudy(
         storage_url=url,
         artifact_dir=artifact_dir,

@@ -7,7 +7,7 @@ free loopback port in a background thread. The browser is Debian's Chromium driv
 Playwright is missing; with ``CI=true`` it fails instead.
 
 Screenshots go to ``test-output/`` (gitignored). ``python tests/dashboard/test_dashboard_browser.py
---docs-image`` regenerates ``docs/images/dashboard.png`` from a larger simulated study.
+--docs-image`` regenerates ``docs/images/dashboard.png`` from a 120-epoch quickstart study.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import optuna_dashboard
 import pytest
 
 from tests.dashboard.dashboard_study import DashboardStudy
-from tests.dashboard.dashboard_study import build_study
+from tests.dashboard.dashboard_study import build_quickstart_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,9 +52,9 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 15_000
 
-# The swap point: later, a function that runs ``examples/quickstart.py`` in smoke mode and
-# returns the same ``DashboardStudy``.
-STUDY_FACTORY: Callable[[Path], DashboardStudy] = build_study
+# The swap point: the study of ``examples/quickstart.py --smoke`` (a real DyHPO race); use
+# ``tests.dashboard.dashboard_study.build_study`` for a fast hand-made four-trial study.
+STUDY_FACTORY: Callable[[Path], DashboardStudy] = build_quickstart_study
 
 
 def chromium_path() -> str | None:
@@ -176,7 +176,14 @@ def test_api_shows_dyhpo_trials_attrs_and_artifacts(
     with urlopen(url, timeout=10) as response:
         body = response.read()
     assert body == (study.artifact_dir / artifact["artifact_id"]).read_bytes()
-    assert body.startswith(b"DyHPO test checkpoint")
+    assert body.startswith(study.checkpoint_prefix)
+    if study.checkpoint_prefix == b"PK\x03\x04":  # a real checkpoint: the quickstart's state
+        import io
+
+        import torch
+
+        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
+        assert set(state) == {"model", "optimizer", "generator"}
 
     # The DyHPO plots saved with save_plotly_graph_object are served with the study.
     graphs = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
@@ -234,7 +241,9 @@ def test_browser_shows_trials_attrs_artifacts_and_plots(
             href = link.first.get_attribute("href") or ""
             response = page.request.get(href if href.startswith("http") else base_url + href)
             assert response.ok
-            assert response.body().startswith(b"DyHPO test checkpoint")
+            downloaded = response.body()
+            assert downloaded.startswith(study.checkpoint_prefix)
+            assert downloaded == (study.artifact_dir / artifact_id).read_bytes()
 
             # The study's history page renders the DyHPO plots saved into the study.
             page.goto(f"{base_url}/dashboard/studies/{study_id}")
@@ -248,33 +257,32 @@ def test_browser_shows_trials_attrs_artifacts_and_plots(
             browser.close()
 
 
-def _docs_image() -> None:
-    """Write docs/images/dashboard.png from a simulated 12-configuration study."""
+def _docs_image(epochs: int = 120) -> None:
+    """Write docs/images/dashboard.png from a real quickstart study of ``epochs`` epochs."""
+    import subprocess
     import tempfile
 
-    sys.path.insert(0, str(REPO))
-    from optuna_dashboard import save_plotly_graph_object
     from playwright.sync_api import sync_playwright
 
-    from optuna_dyhpo.visualization import plot_incumbent
-    from optuna_dyhpo.visualization import plot_learning_curves
-    from optuna_dyhpo.visualization import plot_race
-    from tests.visualization.dyhpo_studies import simulate_study
+    from tests.dashboard.dashboard_study import save_dyhpo_plots
 
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/docs.db"
-        sim = simulate_study(
-            60, n_configs=12, max_budget=12, seed=3, storage=url, study_name="dyhpo-quickstart"
-        )
-        for plot in (plot_race, plot_learning_curves, plot_incumbent):
-            save_plotly_graph_object(sim, plot(sim), graph_object_id=plot.__name__)
-        ds = DashboardStudy(url, Path(tmp), sim.study_name, len(sim.trials), 0, 0, 0, "")
+        subprocess.run(
+            [sys.executable, str(REPO / "examples" / "quickstart.py"), "--output", tmp,
+             "--epochs", str(epochs)],
+            check=True,
+            cwd=REPO,
+        )  # fmt: skip
+        url = f"sqlite:///{tmp}/dyhpo.db"
+        study = optuna.load_study(study_name="dyhpo-quickstart", storage=url)
+        save_dyhpo_plots(study)
+        ds = DashboardStudy(url, Path(tmp) / "artifacts", study.study_name, 0, 0, 0, 0, "")
         base, stop = serve_dashboard(ds)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.goto(f"{base}/dashboard/studies/{sim._study_id}")
+                page.goto(f"{base}/dashboard/studies/{study._study_id}")
                 tops = []
                 for title in ("DyHPO Race", "DyHPO Learning Curves", "DyHPO Anytime Incumbent"):
                     element = page.get_by_text(title).first

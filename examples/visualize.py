@@ -1,0 +1,121 @@
+"""Plot a DyHPO study: the race, the learning curves and the anytime incumbent.
+
+Runs the quickstart's study (a PyTorch MLP on scikit-learn's digits; see
+``examples/quickstart.py``) with an epoch progress bar, then saves the three DyHPO plots of
+:mod:`optuna_dyhpo.visualization` as HTML and PNG, and into the study for optuna-dashboard.
+
+Run:
+    python examples/visualize.py            # 150 epochs, about a minute on 2 CPU cores
+    python examples/visualize.py --smoke    # 20 epochs, a few seconds plus PNG export
+
+PNG export needs kaleido >= 1.0 and a Chrome/Chromium it can find (Debian: ``apt-get install
+chromium``); without them the HTML files and the dashboard plots are still written.
+
+Then:
+    optuna-dashboard sqlite:///visualize_output/dyhpo.db --artifact-dir visualize_output/artifacts
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+import warnings
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna_dashboard import save_plotly_graph_object
+import torch
+
+from optuna_dyhpo import DyHPOPruner
+from optuna_dyhpo import DyHPOSampler
+from optuna_dyhpo import StopAfterEpochs
+from optuna_dyhpo import epochs_spent
+from optuna_dyhpo.visualization import plot_incumbent
+from optuna_dyhpo.visualization import plot_learning_curves
+from optuna_dyhpo.visualization import plot_race
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quickstart import load_data  # noqa: E402
+from quickstart import make_objective  # noqa: E402
+
+PLOTS = {"race": plot_race, "learning_curves": plot_learning_curves, "incumbent": plot_incumbent}
+
+
+def save_plots(study: optuna.Study, out: Path, png: bool = True) -> list[Path]:
+    """Write ``<name>.html`` (and ``<name>.png``) for the three plots; save them in the study.
+
+    Returns:
+        The files written.
+    """
+    written: list[Path] = []
+    figures = {name: plot(study, target_name="accuracy") for name, plot in PLOTS.items()}
+    for name, fig in figures.items():
+        # "directory": one plotly.min.js next to the HTML files, so they also open offline.
+        fig.write_html(out / f"{name}.html", include_plotlyjs="directory")
+        written.append(out / f"{name}.html")
+        save_plotly_graph_object(study, fig, graph_object_id=f"plot_{name}")
+    if png:
+        try:
+            import kaleido
+
+            kaleido.start_sync_server(silence_warnings=True)  # one browser for all figures
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                    for name, fig in figures.items():
+                        fig.write_image(out / f"{name}.png", width=1000, height=560)
+                        written.append(out / f"{name}.png")
+            finally:
+                kaleido.stop_sync_server(silence_warnings=True)
+        except Exception as err:  # kaleido or a browser missing: HTML and dashboard still work
+            print(f"PNG export skipped ({type(err).__name__}: {err})", file=sys.stderr)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, for the tests")
+    parser.add_argument("--output", default="visualize_output", help="folder for db/plots")
+    parser.add_argument("--no-png", action="store_true", help="skip the PNG export")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    max_budget = 5 if args.smoke else 20
+    total = 20 if args.smoke else 150
+    out = Path(args.output)
+    (out / "artifacts").mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{out / 'dyhpo.db'}"
+    name = "dyhpo-visualize"
+    if name in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=DyHPOSampler(
+            max_budget=max_budget,
+            seed=args.seed,
+            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
+        ),
+        pruner=DyHPOPruner(),
+    )
+    # No n_trials/timeout: StopAfterEpochs ends the study and draws the epoch progress bar.
+    study.optimize(
+        make_objective(load_data(args.seed), args.seed),
+        callbacks=[StopAfterEpochs(total)],
+        show_progress_bar=True,
+    )
+
+    print(f"epochs spent: {epochs_spent(study)} (budget {total}), trials: {len(study.trials)}")
+    for path in save_plots(study, out, png=not args.no_png):
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
+    print(f"saved to the study: {', '.join(f'plot_{n}' for n in PLOTS)}")
+    print(f"dashboard: optuna-dashboard {storage} --artifact-dir {out / 'artifacts'}")
+
+
+if __name__ == "__main__":
+    main()
