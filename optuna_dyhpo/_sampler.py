@@ -245,6 +245,10 @@ class DyHPOSampler(BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._check_study(study)
         storage = study._storage
+        # Optuna starts the heartbeat after `ask()`, i.e. after this decision. A first beat now
+        # lets a worker killed while deciding be failed as stale like any other crash.
+        if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
         if SEGMENT_KEY in trial.system_attrs:
             # Copied from another trial (e.g. by RetryFailedTrialCallback). DyHPO recovers
             # crashed configurations itself, so this trial is planned afresh.

@@ -183,3 +183,24 @@ def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
             [optuna.study.StudyDirection.MINIMIZE], f"{study.study_name}:dyhpo-claim:{p}:0"
         )
         assert not sampler._claim(study, study._storage.get_trial(study.ask()._trial_id), nxt)
+
+
+def test_a_worker_killed_while_deciding_leaves_a_stale_trial(tmp_path: Path) -> None:
+    """The heartbeat starts with DyHPO's decision, not after it, so the trial of a worker that
+    died while deciding is failed as stale (and its configuration handled as a crash)."""
+    import time
+    import warnings
+
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(
+        storage=storage, sampler=DyHPOSampler(MAX_BUDGET, seed=0), pruner=DyHPOPruner()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Heartbeat ... supposed to be used with optimize"
+        trial = study.ask()  # the worker dies right after the decision
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
