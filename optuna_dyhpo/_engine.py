@@ -82,7 +82,8 @@ class DecisionEngine:
         n_startup_configs: Configurations started (one step each) before the model is used.
         n_candidates: Fresh configurations scored at every decision.
         refit_growth: Relative growth of the data that triggers a warm-started refit; between
-            refits the model is conditioned on the new data with its learned parameters.
+            refits the model is conditioned on the new data with its learned parameters. With
+            other workers' configurations pending, it is multiplied by the number of workers.
         max_rows: Most rows the GP conditions on. Beyond it, every configuration keeps its
             newest rows first (its older rows are prefixes of the curve the newest row already
             sees); the per-budget incumbent always uses all observations.
@@ -184,6 +185,10 @@ class DecisionEngine:
         key = (data_key, pending_key)
         if key == self._conditioned_key:
             return key
+        # Every worker refits its own model. With k configurations training elsewhere, about
+        # k + 1 workers share the study: each refits (k + 1) times less often, so the study's
+        # total refit work stays that of one worker as workers are added.
+        growth = self.refit_growth * (1 + len(pending_key))
         t0 = time.perf_counter()
         if self._conditioned_key is None or self._conditioned_key[0] != data_key:
             n = inputs.n
@@ -195,7 +200,7 @@ class DecisionEngine:
                 self._surrogate.fit(inputs, targets, warm_start=False)
                 self.stats.scratch_fits += 1
                 self._fit_rows = n
-            elif n >= max(self._fit_rows + 1, self._fit_rows * (1.0 + self.refit_growth)):
+            elif n >= max(self._fit_rows + 1, self._fit_rows * (1.0 + growth)):
                 self._surrogate.fit(inputs, targets, warm_start=True)
                 self.stats.warm_fits += 1
                 self._fit_rows = n

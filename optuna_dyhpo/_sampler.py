@@ -15,6 +15,7 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
 from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
@@ -30,6 +31,7 @@ from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._state import is_crashed
 from optuna_dyhpo._validation import check_int
 
 if TYPE_CHECKING:
@@ -244,11 +246,14 @@ class DyHPOSampler(BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._check_study(study)
+        # Optuna starts the trial's heartbeat after `ask()`, i.e. after this decision. Beating
+        # during the decision too lets a worker killed while deciding be failed as stale like
+        # any other crash, and keeps a slow decision (a first fit) from looking stale.
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            self._plan_trial(study, trial)
+
+    def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         storage = study._storage
-        # Optuna starts the heartbeat after `ask()`, i.e. after this decision. A first beat now
-        # lets a worker killed while deciding be failed as stale like any other crash.
-        if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
-            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
         if SEGMENT_KEY in trial.system_attrs:
             # Copied from another trial (e.g. by RetryFailedTrialCallback). DyHPO recovers
             # crashed configurations itself, so this trial is planned afresh.
@@ -323,7 +328,7 @@ class DyHPOSampler(BaseSampler):
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             seg = t.system_attrs.get(SEGMENT_KEY)
             if isinstance(seg, dict) and seg.get("parent") == parent_number:
-                out[t.number] = t.state == TrialState.FAIL and USER_STATUS not in t.user_attrs
+                out[t.number] = is_crashed(t.state, t.user_attrs.get(USER_STATUS))
         return out
 
     def _write_continuation(

@@ -29,6 +29,11 @@ USER_STATUS = "dyhpo_status"
 USER_CHECKPOINT = "dyhpo_checkpoint"
 
 
+def is_crashed(state: TrialState, status: str | None) -> bool:
+    """A FAIL trial that the objective did not fail (its worker died)."""
+    return state == TrialState.FAIL and status != "failed"
+
+
 @dataclass(frozen=True)
 class _Segment:
     trial_id: int
@@ -45,8 +50,10 @@ class _Segment:
 
     @property
     def crashed(self) -> bool:
-        """Failed without the sampler seeing it end: the worker died (heartbeat) mid-epoch."""
-        return self.state == TrialState.FAIL and self.ended is None
+        """Failed, but not by the objective: the worker died (heartbeat). A worker can also die
+        after ``after_trial`` wrote the status and before Optuna stored the trial's state, so
+        only ``"failed"`` (written for an objective's exception) means a real failure."""
+        return is_crashed(self.state, self.ended)
 
 
 @dataclass

@@ -53,6 +53,18 @@ def test_crashed_continuation_leaves_the_configuration_paused_at_its_checkpoint(
     assert c.last_trial_id == 0  # resumed from trial 0's checkpoint
 
 
+def test_killed_between_status_and_state_write_is_a_crash() -> None:
+    """Optuna calls after_trial (which writes the status) before storing the state: a worker
+    dying in between leaves FAIL with status "paused". That is a crash, not a failure."""
+    trials = [
+        _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1}, "paused", paused_at=1),
+        _trial(1, TrialState.FAIL, 0, 2, 0, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
+    ]
+    reader = StudyReader()
+    c = reader.configurations(reader.segments(trials), max_budget=10)[0]
+    assert c.status == "paused" and c.curve == [0.1] and c.last_trial_id == 0
+
+
 def test_failed_in_the_objective_is_final_and_crashed_root_is_not_resumable() -> None:
     trials = [
         _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1}, "paused", paused_at=1),
