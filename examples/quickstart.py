@@ -101,6 +101,25 @@ def make_objective(data: tuple[torch.Tensor, ...], seed: int):  # type: ignore[n
     return objective
 
 
+def create_fresh_study(name: str, out: Path, max_budget: int, seed: int) -> optuna.Study:
+    """A new DyHPO study in ``out/dyhpo.db`` with checkpoints in ``out/artifacts``."""
+    (out / "artifacts").mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{out / 'dyhpo.db'}"
+    if name in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        sampler=DyHPOSampler(
+            max_budget=max_budget,
+            seed=seed,
+            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
+        ),
+        pruner=DyHPOPruner(),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny budget, for the tests")
@@ -112,25 +131,10 @@ def main() -> None:
     max_budget = 5 if args.smoke else 25
     total = args.epochs or (20 if args.smoke else 300)
     out = Path(args.output)
-    (out / "artifacts").mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{out / 'dyhpo.db'}"
-    name = "dyhpo-quickstart"
-    if name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
-
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=DyHPOSampler(
-            max_budget=max_budget,
-            seed=args.seed,
-            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
-        ),
-        pruner=DyHPOPruner(),
-    )
+    study = create_fresh_study("dyhpo-quickstart", out, max_budget, args.seed)
     study.optimize(
         make_objective(load_data(args.seed), args.seed), callbacks=[StopAfterEpochs(total)]
     )

@@ -23,12 +23,9 @@ import sys
 import warnings
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna_dashboard import save_plotly_graph_object
 import torch
 
-from optuna_dyhpo import DyHPOPruner
-from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo.visualization import plot_incumbent
@@ -36,6 +33,7 @@ from optuna_dyhpo.visualization import plot_learning_curves
 from optuna_dyhpo.visualization import plot_race
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quickstart import create_fresh_study  # noqa: E402
 from quickstart import load_data  # noqa: E402
 from quickstart import make_objective  # noqa: E402
 
@@ -84,25 +82,10 @@ def main() -> None:
     max_budget = 5 if args.smoke else 20
     total = 20 if args.smoke else 150
     out = Path(args.output)
-    (out / "artifacts").mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{out / 'dyhpo.db'}"
-    name = "dyhpo-visualize"
-    if name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
-
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        sampler=DyHPOSampler(
-            max_budget=max_budget,
-            seed=args.seed,
-            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
-        ),
-        pruner=DyHPOPruner(),
-    )
+    study = create_fresh_study("dyhpo-visualize", out, max_budget, args.seed)
+    storage = f"sqlite:///{out / 'dyhpo.db'}"
     # No n_trials/timeout: StopAfterEpochs ends the study and draws the epoch progress bar.
     study.optimize(
         make_objective(load_data(args.seed), args.seed),
