@@ -5,7 +5,7 @@ the next one; if not, the trial saves a checkpoint and is paused (PRUNED), and a
 may resume it from that checkpoint. The study stops after a total budget of epochs.
 
 Run:
-    python examples/quickstart.py             # about two minutes on 2 CPU cores
+    python examples/quickstart.py             # about a minute on 2 CPU cores
     python examples/quickstart.py --smoke     # a few seconds (used by the tests)
 
 Then look at the race in optuna-dashboard:
