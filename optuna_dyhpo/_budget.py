@@ -30,7 +30,10 @@ def epochs_spent(study: optuna.Study) -> int:
     A trial that continues a paused configuration costs only the steps it trained itself.
     Trials of other samplers count all their reported steps (they retrain from scratch).
     """
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    return _epochs(study._storage.get_all_trials(study._study_id, deepcopy=False))
+
+
+def _epochs(trials: list[FrozenTrial]) -> int:
     return sum(trial_epochs(t) for t in trials if t.state != TrialState.WAITING)
 
 
@@ -90,10 +93,11 @@ class StopAfterEpochs:
         )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        spent = epochs_spent(study)
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        spent = _epochs(trials)
         show = self._show if self._show is not None else _optimize_shows_progress_bar()
         if show:
-            self._update_bar(study, spent)
+            self._update_bar(study, trials, spent)
         if spent >= self.n_epochs:
             _logger.info(f"Spent {spent} of {self.n_epochs} epochs: stopping the study.")
             if self._bar is not None:
@@ -101,13 +105,12 @@ class StopAfterEpochs:
                 self._bar = None
             study.stop()
 
-    def _update_bar(self, study: optuna.Study, spent: int) -> None:
+    def _update_bar(self, study: optuna.Study, trials: list[FrozenTrial], spent: int) -> None:
         from tqdm.auto import tqdm
 
         if self._bar is None:
             self._bar = tqdm(total=self.n_epochs, unit="epoch", desc="DyHPO")
         self._bar.n = min(spent, self.n_epochs)
-        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         values = [v for t in trials for v in t.intermediate_values.values() if math.isfinite(v)]
         if values:
             best = max(values) if study.direction == StudyDirection.MAXIMIZE else min(values)
