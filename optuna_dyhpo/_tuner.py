@@ -24,6 +24,8 @@ from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._pruner import DyHPOPruner
 from optuna_dyhpo._resume import TrialResume
 from optuna_dyhpo._sampler import DyHPOSampler
+from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import USER_CONFIG
 from optuna_dyhpo._validation import check_bool
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import DyHPOWarning
@@ -521,14 +523,14 @@ class Tuner:
         for t in study.get_trials(deepcopy=False):
             if t.state == TrialState.WAITING:
                 continue
-            seg = t.system_attrs.get("dyhpo:segment")
+            seg = t.system_attrs.get(SEGMENT_KEY)
             start = int(seg["start"]) if isinstance(seg, dict) else 1
             for epoch, value in t.intermediate_values.items():
                 if epoch < start or not math.isfinite(value):
                     continue
                 key = sign * value
                 if best is None or key < sign * best[0]:
-                    config_id = int(t.user_attrs.get("dyhpo_config", t.number))
+                    config_id = int(t.user_attrs.get(USER_CONFIG, t.number))
                     best = (value, config_id, t.number, epoch)
         if best is None:
             raise RuntimeError("No configuration reported a finite metric.")
