@@ -5,16 +5,14 @@ import logging
 import math
 import os
 import threading
-import time
 from typing import TYPE_CHECKING
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.exceptions import DuplicatedStudyError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
-from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
@@ -22,7 +20,9 @@ from optuna.trial import TrialState
 
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
+from optuna_dyhpo._engine import EngineSettings
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CONFIG
@@ -31,7 +31,11 @@ from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import StudyReader
-from optuna_dyhpo._state import is_crashed
+from optuna_dyhpo._state import acquire_claim
+from optuna_dyhpo._state import claim_name
+from optuna_dyhpo._state import continuations
+from optuna_dyhpo._state import finished_status
+from optuna_dyhpo._state import release_claim
 from optuna_dyhpo._validation import check_int
 
 if TYPE_CHECKING:
@@ -41,14 +45,11 @@ if TYPE_CHECKING:
 _logger = get_logger("sampler")
 
 
-_CLAIM_MARK = ":dyhpo-claim:"
-
-
 class _HideClaimStudies(logging.Filter):
     """Drops Optuna's "A new study created ..." line for DyHPO's transient claim studies."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return _CLAIM_MARK not in record.getMessage()
+        return CLAIM_MARK not in record.getMessage()
 
 
 for _name in (
@@ -57,33 +58,6 @@ for _name in (
     "optuna.storages.journal._storage",
 ):
     logging.getLogger(_name).addFilter(_HideClaimStudies())
-
-
-def _acquire(storage: BaseStorage, key: str, timeout: float) -> int | None:
-    """Create the claim study ``key``; ``None`` if it exists (someone else holds it).
-
-    A claim older than ``timeout`` seconds belongs to a worker that died while holding it;
-    it is broken once and the acquisition retried.
-    """
-    for attempt in range(2):
-        try:
-            claim_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name=key)
-        except DuplicatedStudyError:
-            if attempt:
-                return None
-            try:
-                held_id = storage.get_study_id_from_name(key)
-                since = storage.get_study_system_attrs(held_id).get("dyhpo:claimed_at")
-                if since is None or time.time() - float(since) < timeout:
-                    return None
-                storage.delete_study(held_id)
-                _logger.warning(f"Broke the stale DyHPO claim '{key}' (held for > {timeout} s).")
-            except KeyError:
-                pass  # released in the meantime: try again
-            continue
-        storage.set_study_system_attr(claim_id, "dyhpo:claimed_at", time.time())
-        return claim_id
-    return None
 
 
 class DyHPOSampler(BaseSampler):
@@ -163,9 +137,10 @@ class DyHPOSampler(BaseSampler):
         self._artifact_store = artifact_store
         self._reader = StudyReader()
         self._engine = DecisionEngine(
-            self.max_budget, self._seed, self.n_startup_configs, self.n_candidates
+            EngineSettings(self.max_budget, self.n_startup_configs, self.n_candidates), self._seed
         )
         self._plans: dict[int, dict[str, Any]] = {}
+        self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
 
@@ -189,7 +164,8 @@ class DyHPOSampler(BaseSampler):
             self._artifact_store = FileSystemArtifactStore("dyhpo_artifacts")
         return self._artifact_store
 
-    def _check_study(self, study: optuna.Study) -> None:
+    @staticmethod
+    def _check_study(study: optuna.Study) -> None:
         if study._is_multi_objective():
             raise ValueError(
                 "DyHPOSampler supports single-objective studies only, but this study has "
@@ -204,7 +180,9 @@ class DyHPOSampler(BaseSampler):
     ) -> Decision:
         maximize = study.direction == StudyDirection.MAXIMIZE
         with self._lock:  # one engine per sampler; threads (n_jobs > 1) take turns
-            return self._engine.decide(configs, maximize, running)
+            return self._engine.decide(
+                configs, maximize, running, scope=study._storage, study_id=study._study_id
+            )
 
     # ------------------------------------------------------------------ BaseSampler
     def infer_relative_search_space(
@@ -218,6 +196,7 @@ class DyHPOSampler(BaseSampler):
         trial: FrozenTrial,
         search_space: dict[str, BaseDistribution],
     ) -> dict[str, Any]:
+        self._check_study(study)
         return {}
 
     def sample_independent(
@@ -227,7 +206,11 @@ class DyHPOSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
+        self._check_study(study)
         plan = self._plans.get(trial._trial_id)
+        seg = trial.system_attrs.get(SEGMENT_KEY)
+        resumed = isinstance(seg, dict) and seg.get("parent") is not None
+        config_id = seg.get("config") if isinstance(seg, dict) else None
         if plan is not None and param_name in plan:
             value = plan[param_name]
             try:
@@ -235,13 +218,26 @@ class DyHPOSampler(BaseSampler):
                     return value
             except (ValueError, TypeError):
                 pass
-            _logger.warning(
-                f"Trial {trial.number}: planned value {value!r} of '{param_name}' is not in "
-                f"{param_distribution}; sampling it at random instead."
+            if resumed:
+                raise ValueError(
+                    f"Trial {trial.number} resumes configuration {config_id}, whose "
+                    f"'{param_name}' is {value!r}, outside {param_distribution}; a resumed "
+                    "configuration keeps its parameters (its checkpoint was trained with them)."
+                )
+        elif resumed:
+            raise ValueError(
+                f"Trial {trial.number} resumes configuration {config_id}, which was trained "
+                f"without parameter '{param_name}'; a resumed configuration keeps exactly its "
+                "parameters. Start a new study when the objective's parameters change."
             )
-        # Seeded by the trial number: reproducible in a sequential run, and different in every
-        # worker even when all workers were given the same seed.
-        random = RandomSampler(seed=(self._seed * 1_000_003 + trial.number) % (2**32))
+        # One generator per trial, seeded by its number: every parameter gets its own draw,
+        # runs are reproducible, and workers given the same seed still draw differently. The
+        # seed is hashed (SeedSequence): Mersenne Twisters seeded with consecutive integers
+        # give nearly equal first draws.
+        random = self._random.get(trial._trial_id)
+        if random is None:
+            seed = int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
+            random = self._random[trial._trial_id] = RandomSampler(seed=seed)
         return random.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -261,6 +257,7 @@ class DyHPOSampler(BaseSampler):
                 f"Trial {trial.number} carries copied DyHPO attributes; ignoring them "
                 "(DyHPO resumes crashed configurations itself)."
             )
+            del trial.system_attrs[SEGMENT_KEY]
         if "fixed_params" in trial.system_attrs:
             decision = Decision(
                 "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
@@ -272,7 +269,7 @@ class DyHPOSampler(BaseSampler):
                 if decision.kind != "resume":
                     break
                 assert decision.config_id is not None
-                if self._claim(study, trial, configs[decision.config_id]):
+                if self._claim(study, trial, configs[decision.config_id], decision):
                     return
                 # Another worker resumed it first: decide again on fresh data.
             else:
@@ -288,14 +285,20 @@ class DyHPOSampler(BaseSampler):
             f"({decision.reason}, log EI {decision.log_ei:.3g})."
         )
 
-    def _claim(self, study: optuna.Study, trial: FrozenTrial, config: Configuration) -> bool:
+    def _claim(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        config: Configuration,
+        decision: Decision | None = None,
+    ) -> bool:
         """Make ``trial`` the continuation of the paused ``config``, exactly once.
 
         Several workers may decide to resume the same configuration at the same moment. The
-        claim is a mutex that every Optuna storage makes atomic: creating a study with a
-        unique name. The winner re-reads the configuration's trials (another worker may have
-        resumed it since this worker read the study), writes the continuation's attributes
-        (from then on, everyone sees the configuration running) and deletes the claim study.
+        claim is a mutex that every Optuna storage makes atomic (``_state.acquire_claim``).
+        The winner re-reads the configuration's trials (another worker may have resumed it
+        since this worker read the study), writes the continuation's attributes (from then
+        on, everyone sees the configuration running) and releases the claim.
 
         Returns:
             Whether this trial won the claim.
@@ -304,32 +307,22 @@ class DyHPOSampler(BaseSampler):
         parent_trial = storage.get_trial(config.last_trial_id)
         if parent_trial.state != TrialState.PRUNED:
             return False
-        children = self._children(study, parent_trial.number)
+        children = continuations(storage, study._study_id, parent_trial.number)
         if any(not crashed for crashed in children.values()):
             return False
-        key = f"{study.study_name}{_CLAIM_MARK}{parent_trial.number}:{len(children)}"
-        claim_id = _acquire(storage, key, self._claim_timeout)
+        name = claim_name(study.study_name, parent_trial.number, len(children))
+        claim_id = acquire_claim(storage, name, self._claim_timeout)
         if claim_id is None:
             _logger.debug(f"Configuration {config.config_id} was claimed by another worker.")
             return False
         try:
-            children = self._children(study, parent_trial.number)
+            children = continuations(storage, study._study_id, parent_trial.number)
             if any(not crashed for crashed in children.values()):
                 return False
-            self._write_continuation(study, trial, config, parent_trial)
+            self._write_continuation(study, trial, config, parent_trial, decision)
         finally:
-            storage.delete_study(claim_id)
+            release_claim(storage, claim_id)
         return True
-
-    @staticmethod
-    def _children(study: optuna.Study, parent_number: int) -> dict[int, bool]:
-        """Continuations of a trial (fresh from storage): trial number -> crashed."""
-        out: dict[int, bool] = {}
-        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
-            seg = t.system_attrs.get(SEGMENT_KEY)
-            if isinstance(seg, dict) and seg.get("parent") == parent_number:
-                out[t.number] = is_crashed(t.state, t.user_attrs.get(USER_STATUS))
-        return out
 
     def _write_continuation(
         self,
@@ -337,6 +330,7 @@ class DyHPOSampler(BaseSampler):
         trial: FrozenTrial,
         config: Configuration,
         parent_trial: FrozenTrial,
+        decision: Decision | None,
     ) -> None:
         storage = study._storage
         start = config.last_step + 1
@@ -352,9 +346,10 @@ class DyHPOSampler(BaseSampler):
         storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, config.config_id)
         storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, start)
+        why = "" if decision is None else f"; {decision.reason}, log EI {decision.log_ei:.3g}"
         _logger.info(
             f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
-            f"(continues trial {parent_trial.number})."
+            f"(continues trial {parent_trial.number}{why})."
         )
 
     def after_trial(
@@ -365,23 +360,17 @@ class DyHPOSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self._plans.pop(trial._trial_id, None)
+        self._random.pop(trial._trial_id, None)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):
             return
-        status = {
-            TrialState.COMPLETE: "completed",
-            TrialState.FAIL: "failed",
-        }.get(state)
-        if status is None:
-            paused_at = trial.system_attrs.get(PAUSED_KEY)
-            last = max(trial.intermediate_values, default=0)
-            finite = all(math.isfinite(v) for v in trial.intermediate_values.values())
-            if not finite:
-                status = "diverged"
-            elif paused_at == last and last < self.max_budget:
-                status = "paused"
-            else:
-                status = "stopped"
+        paused = trial.system_attrs.get(PAUSED_KEY)
+        status = finished_status(
+            state,
+            dict(trial.intermediate_values),
+            None if paused is None else int(paused),
+            self.max_budget,
+        )
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
 
     def reseed_rng(self) -> None:

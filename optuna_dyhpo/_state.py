@@ -1,8 +1,13 @@
-"""Reading DyHPO's configurations back from Optuna storage.
+"""DyHPO's state in Optuna storage: the keys, configurations, their status and resume claims.
 
-Everything DyHPO knows lives in the trials of the study (see ``docs/contract.md``); this module
-turns them into one record per configuration. Finished trials are immutable, so their parsed
-form is cached by trial id; only unfinished trials are parsed again on every read.
+Everything DyHPO knows lives in the trials of the study (see ``docs/contract.md``). This module
+is the only place that knows the storage keys, turns trials into *segments* (one trial of a
+configuration) and segments into :class:`Configuration` records, computes every status, and
+implements the claim protocol that makes a resume happen exactly once. The sampler, pruner,
+budget, Tuner, visualization and benchmarks all read the study through it.
+
+Finished trials are immutable, so their parsed form is cached per (storage, study, trial);
+unfinished trials are parsed again on every read.
 """
 
 from __future__ import annotations
@@ -11,16 +16,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 import math
+import time
 from typing import Any
+import weakref
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import DuplicatedStudyError
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+
+from optuna_dyhpo._logging import get_logger
 
 SEGMENT_KEY = "dyhpo:segment"
 PAUSED_KEY = "dyhpo:paused_at"
 CHECKPOINT_KEY = "dyhpo:checkpoint"
+CLAIMED_AT_KEY = "dyhpo:claimed_at"
+CLAIM_MARK = ":dyhpo-claim:"
 
 USER_CONFIG = "dyhpo_config"
 USER_PARENT = "dyhpo_continues_trial"
@@ -28,14 +42,61 @@ USER_START = "dyhpo_start_epoch"
 USER_STATUS = "dyhpo_status"
 USER_CHECKPOINT = "dyhpo_checkpoint"
 
+_logger = get_logger("state")
+
+
+# ---------------------------------------------------------------------------------- status
+def finished_status(
+    state: TrialState, values: dict[int, float], paused_at: int | None, max_budget: int
+) -> str:
+    """The ``dyhpo_status`` a DyHPO trial gets when it ends.
+
+    ``"completed"`` (returned a value), ``"failed"`` (the objective raised), ``"diverged"``
+    (reported NaN or infinity), ``"paused"`` (DyHPO paused it below ``max_budget``) or
+    ``"stopped"`` (pruned otherwise).
+    """
+    if state == TrialState.COMPLETE:
+        return "completed"
+    if state == TrialState.FAIL:
+        return "failed"
+    if not all(math.isfinite(v) for v in values.values()):
+        return "diverged"
+    last = max(values, default=0)
+    if paused_at is not None and paused_at == last and last < max_budget:
+        return "paused"
+    return "stopped"
+
 
 def is_crashed(state: TrialState, status: str | None) -> bool:
-    """A FAIL trial that the objective did not fail (its worker died)."""
+    """A FAIL trial that the objective did not fail (its worker died).
+
+    A worker can also die after ``after_trial`` wrote the status and before Optuna stored the
+    trial's state, so only ``"failed"`` (written for an objective's exception) means a real
+    failure.
+    """
     return state == TrialState.FAIL and status != "failed"
 
 
 @dataclass(frozen=True)
-class _Segment:
+class Segment:
+    """One trial of a configuration.
+
+    Attributes:
+        trial_id: Storage id of the trial.
+        number: Trial number.
+        state: Optuna state of the trial.
+        config: The configuration it trains (number of the configuration's first trial).
+        start: First step the trial trains itself; earlier steps are copied from its parent.
+        parent: Number of the trial it continues, or ``None``.
+        paused_at: Step at which DyHPO paused it, or ``None``.
+        values: Its intermediate values (the copied ones included).
+        params: Its parameters.
+        distributions: Their distributions.
+        ended: The ``dyhpo_status`` written when it ended (``None`` while running).
+        dyhpo: Whether DyHPO started it (a trial of another sampler is a configuration of its
+            own whose every reported step it trained).
+    """
+
     trial_id: int
     number: int
     state: TrialState
@@ -47,15 +108,74 @@ class _Segment:
     params: dict[str, Any]
     distributions: dict[str, BaseDistribution]
     ended: str | None
+    dyhpo: bool = True
 
     @property
     def crashed(self) -> bool:
-        """Failed, but not by the objective: the worker died (heartbeat). A worker can also die
-        after ``after_trial`` wrote the status and before Optuna stored the trial's state, so
-        only ``"failed"`` (written for an objective's exception) means a real failure."""
+        """Failed, but not by the objective: the worker died (heartbeat)."""
         return is_crashed(self.state, self.ended)
 
+    @property
+    def new_steps(self) -> list[int]:
+        """The steps this trial trained itself, ascending."""
+        return sorted(s for s in self.values if s >= self.start)
 
+    @property
+    def status(self) -> str:
+        """``running``, ``waiting``, ``crashed`` or the status it ended with."""
+        if self.state == TrialState.RUNNING:
+            return "running"
+        if self.state == TrialState.WAITING:
+            return "waiting"
+        if self.crashed:
+            return "crashed"
+        if self.ended is not None:
+            return self.ended
+        return finished_status(self.state, self.values, self.paused_at, 1 << 62)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_trial(trial: FrozenTrial, foreign: bool = False) -> Segment | None:
+    """The segment of ``trial``; ``None`` for a trial DyHPO did not start (unless ``foreign``:
+    then it is a configuration of its own that trained every step it reported)."""
+    seg = trial.system_attrs.get(SEGMENT_KEY)
+    config = start = parent = None
+    if isinstance(seg, dict):
+        config, start = _as_int(seg.get("config")), _as_int(seg.get("start"))
+        parent = _as_int(seg.get("parent"))
+    dyhpo = config is not None and start is not None
+    if not dyhpo:
+        if not foreign:
+            return None
+        config, start, parent = trial.number, 0, None
+    assert config is not None and start is not None
+    status = trial.user_attrs.get(USER_STATUS)
+    return Segment(
+        trial_id=trial._trial_id,
+        number=trial.number,
+        state=trial.state,
+        config=config,
+        start=start,
+        parent=parent,
+        paused_at=_as_int(trial.system_attrs.get(PAUSED_KEY)),
+        values=dict(trial.intermediate_values),
+        params=dict(trial.params),
+        distributions=dict(trial.distributions),
+        ended=status if isinstance(status, str) else None,
+        dyhpo=dyhpo,
+    )
+
+
+# ---------------------------------------------------------------------------- configurations
 @dataclass
 class Configuration:
     """One hyperparameter configuration and its whole learning curve across trials.
@@ -72,6 +192,7 @@ class Configuration:
             A configuration whose *continuation* crashed is ``"paused"`` again at its last
             checkpoint: the crashed trial's steps are not part of ``curve``.
         last_step: Number of steps in ``curve``.
+        step_trials: For each step of ``curve``, the number of the trial that trained it.
     """
 
     config_id: int
@@ -81,122 +202,132 @@ class Configuration:
     status: str
     distributions: dict[str, BaseDistribution] = field(repr=False, default_factory=dict)
     last_trial_id: int = field(repr=False, default=-1)
+    step_trials: list[int] = field(repr=False, default_factory=list)
 
     @property
     def last_step(self) -> int:
         return len(self.curve)
 
-    def best_value(self, direction: optuna.study.StudyDirection) -> float | None:
+    def best_value(self, direction: StudyDirection) -> float | None:
         if not self.curve:
             return None
-        return (
-            max(self.curve)
-            if direction == optuna.study.StudyDirection.MAXIMIZE
-            else min(self.curve)
-        )
+        return max(self.curve) if direction == StudyDirection.MAXIMIZE else min(self.curve)
 
 
-def _parse(trial: FrozenTrial) -> _Segment | None:
-    seg = trial.system_attrs.get(SEGMENT_KEY)
-    if not isinstance(seg, dict):
-        return None
-    paused = trial.system_attrs.get(PAUSED_KEY)
-    return _Segment(
-        trial_id=trial._trial_id,
-        number=trial.number,
-        state=trial.state,
-        config=int(seg["config"]),
-        start=int(seg["start"]),
-        parent=None if seg.get("parent") is None else int(seg["parent"]),
-        paused_at=None if paused is None else int(paused),
-        values=dict(trial.intermediate_values),
-        params=dict(trial.params),
-        distributions=dict(trial.distributions),
-        ended=trial.user_attrs.get(USER_STATUS),
-    )
-
-
-def _status(latest: _Segment, last_step: int, diverged: bool, max_budget: int | None) -> str:
+def _config_status(latest: Segment, last_step: int, diverged: bool, max_budget: int) -> str:
     if latest.state == TrialState.RUNNING:
         return "running"
+    if latest.state == TrialState.WAITING:
+        return "waiting"
     if diverged:
         return "diverged"
-    if latest.state == TrialState.COMPLETE:
-        return "completed"
-    if latest.state == TrialState.FAIL:
-        return "failed"
     if latest.state == TrialState.PRUNED:
-        below_max = max_budget is None or last_step < max_budget
-        if latest.paused_at is not None and latest.paused_at == last_step and below_max:
-            return "paused"
-        return "stopped"
-    return "waiting"
+        paused = latest.paused_at is not None and latest.paused_at == last_step
+        return "paused" if paused and last_step < max_budget else "stopped"
+    return "completed" if latest.state == TrialState.COMPLETE else "failed"
+
+
+def build_configurations(
+    segments: Iterable[Segment], max_budget: int | None = None
+) -> dict[int, Configuration]:
+    """Join segments into configurations (the one place where a configuration's status and
+    curve are decided)."""
+    cap = (1 << 62) if max_budget is None else max_budget
+    by_config: dict[int, list[Segment]] = {}
+    for seg in segments:
+        by_config.setdefault(seg.config, []).append(seg)
+    configs: dict[int, Configuration] = {}
+    for cid, segs in by_config.items():
+        segs.sort(key=lambda s: (s.start, s.number))
+        # A crashed continuation left no checkpoint behind: the configuration continues from
+        # its previous segment, and the crashed steps are trained again.
+        live = [s for s in segs if not s.crashed]
+        merged: dict[int, tuple[float, int]] = {}
+        for s in live:
+            for step, v in s.values.items():
+                if step >= s.start or step not in merged:
+                    merged[step] = (v, s.number)
+        curve: list[float] = []
+        owners: list[int] = []
+        diverged = False
+        step = 1 if all(s.dyhpo for s in segs) else min(merged, default=1)
+        while step in merged:
+            v, owner = merged[step]
+            if not math.isfinite(v):
+                diverged = True
+                break
+            curve.append(v)
+            owners.append(owner)
+            step += 1
+        root = segs[0]
+        if live:
+            status = _config_status(live[-1], len(curve), diverged, cap)
+        else:
+            status = "crashed"
+        latest = live[-1] if live else segs[-1]
+        configs[cid] = Configuration(
+            config_id=cid,
+            params=root.params if root.params else latest.params,
+            curve=curve,
+            trial_numbers=[s.number for s in segs],
+            status=status,
+            distributions=root.distributions or latest.distributions,
+            last_trial_id=latest.trial_id,
+            step_trials=owners,
+        )
+    return configs
 
 
 class StudyReader:
-    """Builds :class:`Configuration` records from a study's trials, caching finished ones."""
+    """Reads segments and configurations, caching finished trials per storage and study.
+
+    The cache is keyed by the storage object and the study id, so one sampler can serve
+    several studies (and storages) without mixing them.
+    """
 
     def __init__(self) -> None:
-        self._finished: dict[int, _Segment | None] = {}
+        self._cache: weakref.WeakKeyDictionary[
+            Any, dict[tuple[int, int, bool], Segment | None]
+        ] = weakref.WeakKeyDictionary()
 
-    def segments(self, trials: Iterable[FrozenTrial]) -> list[_Segment]:
-        out: list[_Segment] = []
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def segments(
+        self,
+        study: optuna.Study,
+        *,
+        foreign: bool = False,
+        trials: list[FrozenTrial] | None = None,
+    ) -> list[Segment]:
+        """Every segment of the study (WAITING trials excluded), by trial number."""
+        storage = study._storage
+        if trials is None:
+            trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        finished = self._cache.setdefault(storage, {})
+        out: list[Segment] = []
         for t in trials:
             if t.state == TrialState.WAITING:
                 continue
             if t.state.is_finished():
-                if t._trial_id not in self._finished:
-                    self._finished[t._trial_id] = _parse(t)
-                seg = self._finished[t._trial_id]
+                key = (study._study_id, t._trial_id, foreign)
+                if key not in finished:
+                    finished[key] = parse_trial(t, foreign)
+                seg = finished[key]
             else:
-                seg = _parse(t)
+                seg = parse_trial(t, foreign)
             if seg is not None:
                 out.append(seg)
         return out
 
-    def read(self, study: optuna.Study, max_budget: int | None = None) -> dict[int, Configuration]:
-        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        return self.configurations(self.segments(trials), max_budget)
-
-    @staticmethod
-    def configurations(
-        segments: list[_Segment], max_budget: int | None = None
+    def read(
+        self, study: optuna.Study, max_budget: int | None = None, *, foreign: bool = False
     ) -> dict[int, Configuration]:
-        by_config: dict[int, list[_Segment]] = {}
-        for seg in segments:
-            by_config.setdefault(seg.config, []).append(seg)
-        configs: dict[int, Configuration] = {}
-        for cid, segs in by_config.items():
-            segs.sort(key=lambda s: (s.start, s.number))
-            # A crashed continuation left no checkpoint behind: the configuration continues
-            # from its previous segment, and the crashed steps are trained again.
-            live = [s for s in segs if not s.crashed]
-            merged: dict[int, float] = {}
-            for s in live:
-                merged.update(s.values)
-            curve: list[float] = []
-            diverged = False
-            step = 1
-            while step in merged:
-                v = merged[step]
-                if not math.isfinite(v):
-                    diverged = True
-                    break
-                curve.append(v)
-                step += 1
-            latest = live[-1] if live else segs[-1]
-            root = segs[0]
-            status = _status(latest, len(curve), diverged, max_budget) if live else "crashed"
-            configs[cid] = Configuration(
-                config_id=cid,
-                params=root.params if root.params else latest.params,
-                curve=curve,
-                trial_numbers=[s.number for s in segs],
-                status=status,
-                distributions=root.distributions or latest.distributions,
-                last_trial_id=latest.trial_id,
-            )
-        return configs
+        """Every configuration of the study, by configuration id."""
+        return build_configurations(self.segments(study, foreign=foreign), max_budget)
 
 
 def get_configurations(study: optuna.Study) -> list[Configuration]:
@@ -224,3 +355,60 @@ def get_configurations(study: optuna.Study) -> list[Configuration]:
     max_budget = sampler.max_budget if isinstance(sampler, DyHPOSampler) else None
     configs = StudyReader().read(study, max_budget)
     return [configs[k] for k in sorted(configs)]
+
+
+# ------------------------------------------------------------------------------------ claims
+def claim_name(study_name: str, parent_number: int, n_children: int) -> str:
+    """Name of the claim study that makes resuming trial ``parent_number`` a mutex."""
+    return f"{study_name}{CLAIM_MARK}{parent_number}:{n_children}"
+
+
+def acquire_claim(storage: BaseStorage, name: str, timeout: float) -> int | None:
+    """Create the claim study ``name``; ``None`` if someone else holds it.
+
+    A claim older than ``timeout`` seconds belongs to a worker that died while holding it; it
+    is broken once and the acquisition retried. A claim without a time stamp (its worker died
+    between creating it and stamping it) is stamped by the first worker that finds it, so it
+    becomes stale ``timeout`` seconds later like any other.
+    """
+    for attempt in range(2):
+        try:
+            claim_id = storage.create_new_study([StudyDirection.MINIMIZE], study_name=name)
+        except DuplicatedStudyError:
+            if attempt:
+                return None
+            try:
+                held_id = storage.get_study_id_from_name(name)
+                since = storage.get_study_system_attrs(held_id).get(CLAIMED_AT_KEY)
+                if since is None:
+                    storage.set_study_system_attr(held_id, CLAIMED_AT_KEY, time.time())
+                    return None
+                if time.time() - float(since) < timeout:
+                    return None
+                storage.delete_study(held_id)
+                _logger.warning(f"Broke the stale DyHPO claim '{name}' (held for > {timeout} s).")
+            except KeyError:
+                pass  # released in the meantime: try again
+            continue
+        storage.set_study_system_attr(claim_id, CLAIMED_AT_KEY, time.time())
+        return claim_id
+    return None
+
+
+def release_claim(storage: BaseStorage, claim_id: int) -> None:
+    """Delete the claim study (idempotent)."""
+    try:
+        storage.delete_study(claim_id)
+    except KeyError:
+        pass
+
+
+def continuations(storage: BaseStorage, study_id: int, parent_number: int) -> dict[int, bool]:
+    """Continuations of a trial, fresh from storage: trial number -> crashed."""
+    out: dict[int, bool] = {}
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        seg = t.system_attrs.get(SEGMENT_KEY)
+        if isinstance(seg, dict) and seg.get("parent") == parent_number:
+            status = t.user_attrs.get(USER_STATUS)
+            out[t.number] = is_crashed(t.state, status if isinstance(status, str) else None)
+    return out

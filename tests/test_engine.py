@@ -6,6 +6,7 @@ from optuna.distributions import FloatDistribution
 import pytest
 
 from optuna_dyhpo._engine import DecisionEngine
+from optuna_dyhpo._engine import EngineSettings
 from optuna_dyhpo._state import Configuration
 
 SPACE = {"x": FloatDistribution(0.0, 1.0)}
@@ -26,7 +27,9 @@ def _configs(sign: float = 1.0) -> dict[int, Configuration]:
 
 
 def _engine() -> DecisionEngine:
-    return DecisionEngine(max_budget=10, seed=0, n_startup_configs=3, n_candidates=64)
+    # Pure DyHPO decisions (no successive-halving promotions mixed in).
+    settings = EngineSettings(10, n_startup_configs=3, n_candidates=64, promotion_probability=0)
+    return DecisionEngine(settings, seed=0)
 
 
 @pytest.mark.parametrize("maximize", [True, False])
@@ -103,7 +106,7 @@ def test_model_failure_falls_back_to_a_valid_logged_decision(
         d = engine.decide(configs, maximize=True, running=0)
     finally:
         optuna.logging.disable_propagation()
-    # Greedy fallback: the paused configuration with the best last value gets the step.
+    # Successive-halving fallback: the best promotable paused configuration gets the step.
     assert d.reason.startswith("fallback: FitError") and (d.kind, d.config_id) == ("resume", 9)
     assert "non-PSD" in caplog.text and engine.stats.failed_fits == 1
 

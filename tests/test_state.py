@@ -8,7 +8,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from optuna.trial import create_trial
 
+from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._state import parse_trial
 
 DIST = {"x": FloatDistribution(0.0, 1.0)}
 
@@ -40,14 +43,18 @@ def _trial(
     return t
 
 
+def _configurations(trials: list[Any], max_budget: int) -> dict[int, Configuration]:
+    segments = [parse_trial(t) for t in trials]
+    return build_configurations([s for s in segments if s is not None], max_budget)
+
+
 def test_crashed_continuation_leaves_the_configuration_paused_at_its_checkpoint() -> None:
     trials = [
         _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
         # The continuation's worker was killed mid-epoch (heartbeat -> FAIL, no status).
         _trial(1, TrialState.FAIL, 0, 3, 0, {1: 0.1, 2: 0.2, 3: 0.3}, None),
     ]
-    reader = StudyReader()
-    configs = reader.configurations(reader.segments(trials), max_budget=10)
+    configs = _configurations(trials, max_budget=10)
     c = configs[0]
     assert c.status == "paused" and c.curve == [0.1, 0.2] and c.trial_numbers == [0, 1]
     assert c.last_trial_id == 0  # resumed from trial 0's checkpoint
@@ -60,8 +67,7 @@ def test_killed_between_status_and_state_write_is_a_crash() -> None:
         _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1}, "paused", paused_at=1),
         _trial(1, TrialState.FAIL, 0, 2, 0, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
     ]
-    reader = StudyReader()
-    c = reader.configurations(reader.segments(trials), max_budget=10)[0]
+    c = _configurations(trials, max_budget=10)[0]
     assert c.status == "paused" and c.curve == [0.1] and c.last_trial_id == 0
 
 
@@ -71,8 +77,7 @@ def test_failed_in_the_objective_is_final_and_crashed_root_is_not_resumable() ->
         _trial(1, TrialState.FAIL, 0, 2, 0, {1: 0.1, 2: 0.2}, "failed"),
         _trial(2, TrialState.FAIL, 2, 1, None, {1: 0.4}, None),
     ]
-    reader = StudyReader()
-    configs = reader.configurations(reader.segments(trials), max_budget=10)
+    configs = _configurations(trials, max_budget=10)
     assert configs[0].status == "failed"
     assert configs[2].status == "crashed" and configs[2].curve == []
 
@@ -85,8 +90,7 @@ def test_statuses() -> None:
         _trial(3, TrialState.PRUNED, 3, 1, None, {1: 0.1}, "stopped"),  # pruned by the user
         _trial(4, TrialState.PRUNED, 4, 1, None, {1: 0.1, 2: float("nan")}, "diverged"),
     ]
-    reader = StudyReader()
-    configs = reader.configurations(reader.segments(trials), max_budget=2)
+    configs = _configurations(trials, max_budget=2)
     assert [configs[i].status for i in range(5)] == [
         "running",
         "completed",
@@ -98,8 +102,31 @@ def test_statuses() -> None:
 
 
 def test_finished_trials_are_parsed_once() -> None:
-    t = _trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.1}, "completed")
+    import optuna
+
+    study = optuna.create_study()
+    study.add_trial(_trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.1}, "completed"))
+    t = study._storage.get_all_trials(study._study_id, deepcopy=False)[0]
     reader = StudyReader()
-    first = reader.segments([t])
+    first = reader.segments(study)
     t.intermediate_values[2] = 0.2  # a finished trial cannot change; the cache is trusted
-    assert reader.segments([t]) == first
+    assert reader.segments(study) == first
+
+
+def test_one_reader_keeps_studies_and_storages_apart() -> None:
+    """The cache is keyed by storage and study: the same trial id in another study or storage
+    is another trial."""
+    import optuna
+
+    reader = StudyReader()
+    storage = optuna.storages.InMemoryStorage()
+    a = optuna.create_study(storage=storage)
+    a.add_trial(_trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.1}, "completed"))
+    b = optuna.create_study(storage=storage)
+    b.add_trial(_trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.9, 2: 0.95}, "completed"))
+    c = optuna.create_study()  # another storage: its first trial has id 0 like a's
+    c.add_trial(_trial(0, TrialState.COMPLETE, 0, 1, None, {1: 0.5}, "completed"))
+    assert reader.read(a)[0].curve == [0.1]
+    assert reader.read(b)[0].curve == [0.9, 0.95]
+    assert reader.read(c)[0].curve == [0.5]
+    assert reader.read(a)[0].curve == [0.1]

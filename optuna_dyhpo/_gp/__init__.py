@@ -1,4 +1,4 @@
-"""Pure tensor math behind DyHPO: the deep-kernel GP surrogate and the acquisition function.
+"""Pure tensor math behind DyHPO: the deep-kernel GP surrogate, its rows and the acquisition.
 
 Nothing in this package knows about Optuna studies or trials; everything takes and returns
 ``torch.float64`` tensors.
@@ -7,19 +7,19 @@ Nothing in this package knows about Optuna studies or trials; everything takes a
 from __future__ import annotations
 
 from optuna_dyhpo._gp._acquisition import log_expected_improvement
+from optuna_dyhpo._gp._data import CurveTable
 from optuna_dyhpo._gp._data import SurrogateInputs
 from optuna_dyhpo._gp._data import normalise_targets
 from optuna_dyhpo._gp._model import FitError
 from optuna_dyhpo._gp._model import Surrogate
 from optuna_dyhpo._gp._model import SurrogateSettings
-from optuna_dyhpo._gp._model import single_thread
 
 __all__ = [
+    "CurveTable",
     "FitError",
     "Surrogate",
     "SurrogateInputs",
     "SurrogateSettings",
     "log_expected_improvement",
     "normalise_targets",
-    "single_thread",
 ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+import math
 
 import torch
 
@@ -32,6 +33,15 @@ class SurrogateInputs:
         """One ``(n, d + 1 + 2 * max_budget)`` tensor, the layout the feature extractor reads."""
         return torch.cat(
             [self.params, self.budgets.unsqueeze(-1), self.curves, self.masks], dim=-1
+        )
+
+    def concat(self, other: SurrogateInputs) -> SurrogateInputs:
+        """These rows followed by ``other``'s (same curve width)."""
+        return SurrogateInputs(
+            torch.cat([self.params, other.params]),
+            torch.cat([self.budgets, other.budgets]),
+            torch.cat([self.curves, other.curves]),
+            torch.cat([self.masks, other.masks]),
         )
 
     def select(self, index: torch.Tensor) -> SurrogateInputs:
@@ -79,3 +89,139 @@ def normalise_targets(values: torch.Tensor) -> tuple[float, float]:
     if not std > 1e-12:
         std = 1.0
     return mean, std
+
+
+@dataclass(frozen=True)
+class CurveTable:
+    """The observed configurations' learning curves, normalised for the surrogate.
+
+    Attributes:
+        x: Encoded hyperparameters, shape ``(n, d)``.
+        curves: Normalised curves (larger is better), left aligned and zero padded, shape
+            ``(n, width)`` where ``width`` is the longest observed curve: the surrogate's cost
+            depends on what was observed, never on the maximum budget.
+        lengths: Observed steps of each configuration, shape ``(n,)``.
+        recency: Order in which the observations arrived (larger is newer), ``(n, width)``.
+        max_budget: The budget that normalises the budget feature.
+        loc: Location of the normalisation (in the user's metric times the sign).
+        scale: Its scale.
+    """
+
+    x: torch.Tensor
+    curves: torch.Tensor
+    lengths: torch.Tensor
+    recency: torch.Tensor
+    max_budget: int
+    loc: float
+    scale: float
+
+    @staticmethod
+    def build(
+        x: torch.Tensor,
+        curves: Sequence[Sequence[float]],
+        recency: Sequence[Sequence[float]],
+        sign: float,
+        max_budget: int,
+    ) -> CurveTable:
+        """Normalise ``sign * curves`` with :func:`normalise_targets` over every observation.
+
+        Args:
+            x: Encoded hyperparameters, shape ``(n, d)``.
+            curves: Each configuration's observed values (at least one each).
+            recency: For each value, a key that orders observations by arrival.
+            sign: ``1`` to maximise, ``-1`` to minimise.
+            max_budget: The largest budget.
+        """
+        n = len(curves)
+        width = max((len(c) for c in curves), default=1)
+        lengths = torch.tensor([len(c) for c in curves], dtype=torch.long)
+        padded = torch.zeros((n, width), dtype=torch.float64)
+        order = torch.zeros((n, width), dtype=torch.float64)
+        for i, (c, r) in enumerate(zip(curves, recency, strict=True)):
+            padded[i, : len(c)] = torch.as_tensor(list(c), dtype=torch.float64)
+            order[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.float64)
+        valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        loc, scale = normalise_targets(sign * padded[valid])
+        normed = torch.where(valid, (sign * padded - loc) / scale, 0.0)
+        return CurveTable(x.to(torch.float64), normed, lengths, order, max_budget, loc, scale)
+
+    @property
+    def n(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.curves.shape[1])
+
+    def _rows(self, cfg: torch.Tensor, budgets: torch.Tensor) -> SurrogateInputs:
+        mask = (torch.arange(self.width).unsqueeze(0) < (budgets - 1).unsqueeze(1)).to(
+            torch.float64
+        )
+        return SurrogateInputs(
+            self.x[cfg], budgets.to(torch.float64) / self.max_budget, self.curves[cfg] * mask, mask
+        )
+
+    def _observations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(configuration index, budget) of every observation, oldest first."""
+        cfg = torch.repeat_interleave(torch.arange(self.n), self.lengths)
+        budgets = torch.cat([torch.arange(1, int(k) + 1) for k in self.lengths])
+        order = torch.argsort(self.recency[cfg, budgets - 1], stable=True)
+        return cfg[order], budgets[order]
+
+    def training_rows(self) -> tuple[SurrogateInputs, torch.Tensor]:
+        """One row ``(config, b, curve[:b-1]) -> curve[b]`` per observation, oldest first.
+
+        Returns:
+            The rows and their targets.
+        """
+        cfg, budgets = self._observations()
+        return self._rows(cfg, budgets), self.curves[cfg, budgets - 1]
+
+    def last_improvement(self) -> int:
+        """Index, in arrival order, of the last observation that set a new best value."""
+        cfg, budgets = self._observations()
+        values = self.curves[cfg, budgets - 1]
+        improved = torch.nonzero(values >= torch.cummax(values, dim=0).values).flatten()
+        return int(improved[-1]) if len(improved) else 0
+
+    def conditioning_subset(self, max_rows: int) -> torch.Tensor:
+        """Indices (into :meth:`training_rows`, ascending) of at most ``max_rows`` rows to
+        condition the GP on: every configuration's newest rows first (its older rows are
+        prefixes of the curve its newest row already sees), the better configurations' first
+        among rows equally deep."""
+        cfg, budgets = self._observations()
+        if len(cfg) <= max_rows:
+            return torch.arange(len(cfg))
+        last = self.curves[torch.arange(self.n), self.lengths - 1]
+        rank = torch.argsort(torch.argsort(last, descending=True)).to(torch.float64)
+        key = (self.lengths[cfg] - budgets).to(torch.float64) + 0.5 * rank[cfg] / self.n
+        return torch.argsort(key, stable=True)[:max_rows].sort().values
+
+    def next_step_rows(self, index: torch.Tensor) -> SurrogateInputs:
+        """Rows that predict each listed configuration's next step."""
+        lengths = self.lengths[index]
+        width = self.width
+        mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).to(torch.float64)
+        return SurrogateInputs(
+            self.x[index],
+            (lengths + 1).to(torch.float64) / self.max_budget,
+            self.curves[index] * mask,
+            mask,
+        )
+
+    def fresh_rows(self, x: torch.Tensor) -> SurrogateInputs:
+        """Rows that predict the first step of new configurations ``x``."""
+        m = int(x.shape[0])
+        zeros = torch.zeros((m, self.width), dtype=torch.float64)
+        budgets = torch.full((m,), 1.0 / self.max_budget, dtype=torch.float64)
+        return SurrogateInputs(x.to(torch.float64), budgets, zeros, zeros.clone())
+
+    def incumbents(self, budgets: torch.Tensor) -> torch.Tensor:
+        """DyHPO's incumbent for a candidate at each budget: the best normalised value observed
+        at exactly that budget, or the best observed anywhere if nobody reached it."""
+        valid = torch.arange(self.width).unsqueeze(0) < self.lengths.unsqueeze(1)
+        best_at = torch.where(valid, self.curves, -math.inf).max(dim=0).values
+        overall = float(best_at.max())
+        best_at = torch.cat([best_at, torch.tensor([-math.inf], dtype=torch.float64)])
+        inc = best_at[(budgets - 1).clamp(max=self.width)]
+        return torch.where(torch.isfinite(inc), inc, torch.full_like(inc, overall))

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from optuna_dyhpo._gp._data import SurrogateInputs
+from optuna_dyhpo._warnings import FitError
 
-
-class FitError(RuntimeError):
-    """The surrogate could not be fitted (non-PSD kernel matrix, NaN loss, ...)."""
+# What fitting and linear algebra raise on bad numerics (NotPSDError and LinAlgError are
+# RuntimeErrors). A programming error (TypeError, AttributeError, ...) is never caught.
+_NUMERIC_ERRORS = (RuntimeError, ValueError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,17 @@ class _CurveConv(nn.Module):
 class _FeatureExtractor(nn.Module):
     """MLP over (hyperparameters, budget) joined with a 1-D CNN over the partial curve."""
 
-    def __init__(self, n_params: int, max_budget: int, s: SurrogateSettings) -> None:
+    def __init__(self, n_params: int, s: SurrogateSettings) -> None:
         super().__init__()
         self._n_params = n_params
-        self._max_budget = max_budget
         self.fc_hp = nn.Linear(n_params + 1, s.hidden)
         self.conv = _CurveConv(2, s.n_filters, s.kernel_size)
         self.fc_out = nn.Linear(s.hidden + s.n_filters, s.out_features)
         self.act = nn.LeakyReLU()
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
-        d, L = self._n_params, self._max_budget
+        d = self._n_params
+        L = (packed.shape[-1] - d - 1) // 2  # the curve width: the longest observed curve
         hp = packed[..., : d + 1]
         curve = packed[..., d + 1 : d + 1 + L]
         mask = packed[..., d + 1 + L : d + 1 + 2 * L]
@@ -89,7 +90,16 @@ class _FeatureExtractor(nn.Module):
         # Padding must not win the max-pool: push masked positions far down before pooling.
         c = self.act(c) - (1.0 - mask).unsqueeze(-2) * 1e3
         pooled = c.max(dim=-1).values.clamp_min(0.0)
-        return self.act(self.fc_out(torch.cat([h, pooled], dim=-1)))
+        # Bounded features: with unbounded ones the marginal likelihood can be maximised by
+        # pushing every row far from every other (a white-noise fit that predicts the prior
+        # everywhere, measured on chance-level first epochs).
+        return torch.tanh(self.fc_out(torch.cat([h, pooled], dim=-1)))
+
+
+MIN_LENGTHSCALE = 1.0
+# A fit whose median row is correlated less than this with its most similar other row explains
+# the data as independent noise: it is rejected as degenerate.
+MIN_NEIGHBOUR_CORRELATION = 0.05
 
 
 class _DeepKernelGP(gpytorch.models.ExactGP):
@@ -103,7 +113,13 @@ class _DeepKernelGP(gpytorch.models.ExactGP):
         super().__init__(train_x, train_y, likelihood)
         self.extractor = extractor
         self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
+        # Features live in [-1, 1]^k; a length scale below MIN_LENGTHSCALE would let the kernel
+        # treat neighbouring rows as unrelated.
+        self.covar_module = gpytorch.kernels.ScaleKernel(
+            gpytorch.kernels.RBFKernel(
+                lengthscale_constraint=gpytorch.constraints.GreaterThan(MIN_LENGTHSCALE)
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         f = self.extractor(x)
@@ -111,28 +127,11 @@ class _DeepKernelGP(gpytorch.models.ExactGP):
 
 
 @contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block, restoring the caller's thread count.
-
-    The surrogate's tensors are small; OpenMP's thread team makes them 5-30x slower whenever
-    the cores are busy (for instance with the user's training in other processes).
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
 def _gp_settings() -> Iterator[None]:
     """Exact Cholesky algebra (gpytorch switches to iterative solvers above 800 rows by
-    default; our sizes are small enough for exact algebra) on one thread."""
-    with single_thread(), gpytorch.settings.max_cholesky_size(100_000):
+    default; our sizes are small enough for exact algebra). The thread count is left alone:
+    it is process-wide and belongs to the user's training."""
+    with gpytorch.settings.max_cholesky_size(100_000):
         yield
 
 
@@ -146,7 +145,6 @@ class Surrogate:
 
     Args:
         n_params: Width of the encoded hyperparameter vector.
-        max_budget: Largest budget (length of the curve input).
         seed: Seed of the initialisation and of the fit subsample.
         settings: Model and optimiser settings.
     """
@@ -154,12 +152,10 @@ class Surrogate:
     def __init__(
         self,
         n_params: int,
-        max_budget: int,
         seed: int,
         settings: SurrogateSettings | None = None,
     ) -> None:
         self.n_params = n_params
-        self.max_budget = max_budget
         self.settings = settings or SurrogateSettings()
         self._seed = seed
         self._n_fits = 0
@@ -174,7 +170,7 @@ class Surrogate:
     def _new_model(self, x: torch.Tensor, y: torch.Tensor) -> _DeepKernelGP:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._seed + 7919 * self._n_fits)
-            extractor = _FeatureExtractor(self.n_params, self.max_budget, self.settings)
+            extractor = _FeatureExtractor(self.n_params, self.settings)
             likelihood = gpytorch.likelihoods.GaussianLikelihood(
                 noise_constraint=gpytorch.constraints.GreaterThan(1e-6)
             )
@@ -236,7 +232,8 @@ class Surrogate:
                     loss_value = float(loss.detach())
                     if not math.isfinite(loss_value):
                         raise FitError(f"non-finite marginal likelihood ({loss_value})")
-        except Exception as err:  # gpytorch raises NotPSDError, RuntimeError, ...
+            self._check_not_degenerate(model, x_fit)
+        except _NUMERIC_ERRORS as err:  # FitError is a RuntimeError too
             self._rollback(previous, previous_data)
             if isinstance(err, FitError):
                 raise
@@ -244,6 +241,21 @@ class Surrogate:
         self._good_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.condition(inputs, targets)
         return loss_value
+
+    @staticmethod
+    def _check_not_degenerate(model: _DeepKernelGP, x: torch.Tensor) -> None:
+        if x.shape[0] < 3:
+            return
+        with torch.no_grad():
+            f = model.extractor(x)
+            k = model.covar_module.base_kernel(f).to_dense()
+            k.fill_diagonal_(0.0)
+            neighbour = float(k.max(dim=1).values.median())
+        if neighbour < MIN_NEIGHBOUR_CORRELATION:
+            raise FitError(
+                f"degenerate fit (median neighbour correlation {neighbour:.2g}): the model "
+                "explains the data as independent noise"
+            )
 
     def _rollback(
         self,
@@ -306,7 +318,7 @@ class Surrogate:
         model = self._model
         model.eval()
         try:
-            with torch.no_grad(), single_thread():
+            with torch.no_grad():
                 factor, weights, train_features = self._posterior_cache()
                 features = model.extractor(inputs.pack())
                 cross = model.covar_module(features, train_features).to_dense()
@@ -316,7 +328,7 @@ class Surrogate:
                 var = prior_var - (v * v).sum(dim=0)
         except FitError:
             raise
-        except Exception as err:
+        except _NUMERIC_ERRORS as err:
             raise FitError(f"prediction failed: {type(err).__name__}: {err}") from err
         if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
             raise FitError("prediction is not finite")

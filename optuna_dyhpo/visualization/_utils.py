@@ -32,14 +32,10 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-from optuna.trial import TrialState
 
-from optuna_dyhpo._state import PAUSED_KEY
-from optuna_dyhpo._state import SEGMENT_KEY
-from optuna_dyhpo._state import USER_CONFIG
-from optuna_dyhpo._state import USER_PARENT
-from optuna_dyhpo._state import USER_START
-from optuna_dyhpo._state import USER_STATUS
+from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._state import build_configurations
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -173,45 +169,6 @@ class StudyData:
         raise KeyError(config_id)
 
 
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _segment_info(trial: FrozenTrial) -> tuple[int, int, int | None]:
-    seg = trial.system_attrs.get(SEGMENT_KEY)
-    if isinstance(seg, dict):
-        config = _as_int(seg.get("config"))
-        start = _as_int(seg.get("start"))
-        if config is not None and start is not None:
-            return config, start, _as_int(seg.get("parent"))
-    config = _as_int(trial.user_attrs.get(USER_CONFIG))
-    if config is not None:
-        start = _as_int(trial.user_attrs.get(USER_START))
-        return config, 1 if start is None else start, _as_int(trial.user_attrs.get(USER_PARENT))
-    return trial.number, 0, None  # not a DyHPO trial: every reported step (from 0) is its own
-
-
-def _segment_status(trial: FrozenTrial) -> str:
-    status = trial.user_attrs.get(USER_STATUS)
-    if trial.state == TrialState.RUNNING:
-        return "running"
-    if isinstance(status, str) and trial.state.is_finished():
-        return status
-    if trial.state == TrialState.COMPLETE:
-        return "completed"
-    if trial.state == TrialState.FAIL:
-        return "failed"
-    if trial.state == TrialState.PRUNED:
-        return "paused" if trial.system_attrs.get(PAUSED_KEY) is not None else "stopped"
-    return "waiting"
-
-
 def check_study(study: optuna.Study) -> None:
     """Raise ``ValueError`` for a study the plots do not support (multi-objective)."""
     if len(study.directions) > 1:
@@ -222,51 +179,58 @@ def check_study(study: optuna.Study) -> None:
 
 
 def read_study(study: optuna.Study) -> StudyData:
-    """Rebuild configurations and the epoch sequence from the study's storage."""
+    """Rebuild configurations and the epoch sequence from the study's storage.
+
+    Segments, statuses and curves come from ``optuna_dyhpo._state``, the module the sampler
+    decides with, so the plots show exactly what DyHPO sees (a crashed continuation's steps,
+    for instance, are epochs spent but not part of the configuration's curve).
+    """
     check_study(study)
+    from optuna_dyhpo._sampler import DyHPOSampler
+
+    sampler = study.sampler
+    max_budget = sampler.max_budget if isinstance(sampler, DyHPOSampler) else None
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    segments = sorted(
+        StudyReader().segments(study, foreign=True, trials=trials), key=lambda s: s.number
+    )
+    records = build_configurations(segments, max_budget)
     configs: dict[int, ConfigInfo] = {}
     epochs: list[Epoch] = []
-    for trial in sorted(trials, key=lambda t: t.number):
-        if trial.state == TrialState.WAITING:
-            continue
-        config_id, start, parent = _segment_info(trial)
-        new_steps = sorted(s for s in trial.intermediate_values if s >= start)
-        seg = Segment(
-            trial=trial,
-            config_id=config_id,
-            start=start,
-            parent=parent,
-            status=_segment_status(trial),
-            new_steps=new_steps,
-        )
-        info = configs.get(config_id)
+    for s in segments:
+        info = configs.get(s.config)
         if info is None:
-            info = configs[config_id] = ConfigInfo(config_id=config_id, params=dict(trial.params))
-        info.segments.append(seg)
-        info.curve.update(trial.intermediate_values)
-        info.status = seg.status
-        for step in new_steps:
-            epochs.append(
-                Epoch(
-                    index=len(epochs) + 1,
-                    config_id=config_id,
-                    trial_number=trial.number,
-                    step=step,
-                    value=float(trial.intermediate_values[step]),
-                )
+            record = records[s.config]
+            info = configs[s.config] = ConfigInfo(
+                config_id=s.config,
+                params=dict(record.params),
+                curve=_curve_of(record, s.dyhpo),
+                status=record.status,
             )
-    for info in configs.values():
-        info.curve = dict(sorted(info.curve.items()))
-        if info.status not in ("running", "diverged") and any(
-            not math.isfinite(v) for v in info.curve.values()
-        ):
-            info.status = "diverged"
+        info.segments.append(
+            Segment(
+                trial=by_number[s.number],
+                config_id=s.config,
+                start=s.start,
+                parent=s.parent,
+                status=s.status,
+                new_steps=s.new_steps,
+            )
+        )
+        for step in s.new_steps:
+            epochs.append(Epoch(len(epochs) + 1, s.config, s.number, step, float(s.values[step])))
     return StudyData(
         direction=study.directions[0],
         configs=[configs[k] for k in sorted(configs)],
         epochs=epochs,
     )
+
+
+def _curve_of(record: Configuration, dyhpo: bool) -> dict[int, float]:
+    first = 1 if dyhpo else 0
+    curve = {first + i: v for i, v in enumerate(record.curve)}
+    return curve
 
 
 def format_value(value: float | None) -> str:

@@ -34,7 +34,7 @@ def test_fits_curve_family_better_than_constant() -> None:
     train, y = _curves(30, seed=0)
     test, y_test = _curves(15, seed=1)
     loc, scale = normalise_targets(y)
-    model = Surrogate(3, L, seed=0)
+    model = Surrogate(3, seed=0)
     model.fit(train, (y - loc) / scale, warm_start=False)
     mean, std = model.predict(test)
     pred = mean * scale + loc
@@ -46,7 +46,7 @@ def test_fits_curve_family_better_than_constant() -> None:
 
 def test_warm_start_and_condition_keep_a_usable_model() -> None:
     train, y = _curves(20, seed=2)
-    model = Surrogate(3, L, seed=0)
+    model = Surrogate(3, seed=0)
     model.fit(train.select(torch.arange(train.n // 2)), y[: train.n // 2], warm_start=False)
     model.fit(train, y, warm_start=True)
     more, y_more = _curves(25, seed=2)
@@ -57,7 +57,7 @@ def test_warm_start_and_condition_keep_a_usable_model() -> None:
 
 def test_same_seed_same_model() -> None:
     train, y = _curves(10, seed=3)
-    a, b = Surrogate(3, L, seed=5), Surrogate(3, L, seed=5)
+    a, b = Surrogate(3, seed=5), Surrogate(3, seed=5)
     a.fit(train, y, warm_start=False)
     b.fit(train, y, warm_start=False)
     assert torch.equal(a.predict(train)[0], b.predict(train)[0])
@@ -65,7 +65,7 @@ def test_same_seed_same_model() -> None:
 
 def test_failed_fit_rolls_back_to_last_good_model() -> None:
     train, y = _curves(10, seed=4)
-    model = Surrogate(3, L, seed=0)
+    model = Surrogate(3, seed=0)
     model.fit(train, y, warm_start=False)
     before = model.predict(train)[0]
     bad = y.clone()
@@ -77,7 +77,7 @@ def test_failed_fit_rolls_back_to_last_good_model() -> None:
 
 def test_failed_first_fit_leaves_no_model() -> None:
     train, y = _curves(5, seed=5)
-    model = Surrogate(3, L, seed=0)
+    model = Surrogate(3, seed=0)
     with pytest.raises(FitError):
         model.fit(train, torch.full_like(y, float("nan")), warm_start=False)
     assert not model.is_fitted
@@ -88,7 +88,7 @@ def test_failed_first_fit_leaves_no_model() -> None:
 def test_cached_posterior_matches_gpytorch_prediction() -> None:
     train, y = _curves(25, seed=6)
     test, _ = _curves(10, seed=7)
-    model = Surrogate(3, L, seed=0)
+    model = Surrogate(3, seed=0)
     model.fit(train, y, warm_start=False)
     for _ in range(2):  # the second call reuses the cached factor
         mean, std = model.predict(test)

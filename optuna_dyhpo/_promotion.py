@@ -1,0 +1,86 @@
+"""Successive-halving promotions: the model-free rule that DyHPO mixes into its decisions.
+
+Plain DyHPO scores a paused configuration at its next budget against the best value seen at
+that budget, and a new configuration at budget 1 against the best first step. When the model
+cannot yet tell configurations apart (chance-level first epochs, a model that has not learnt
+how curves grow), the bar at budget 1 is always the lowest and DyHPO keeps starting new
+configurations. Syne Tune's DyHPO mixes in asynchronous successive-halving promotions for that
+reason; DyHPOSampler does the same, and uses the same rule when its model is unavailable.
+
+Rungs are ``1, eta, eta^2, ...`` below ``max_budget``, then ``max_budget``. A configuration at a
+rung may be promoted when its value there is among the top ``1/eta`` of every configuration
+that reached that rung; once promoted it keeps the right to train up to the next rung.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from optuna_dyhpo._state import Configuration
+
+
+def rungs(max_budget: int, eta: int) -> list[int]:
+    """The rung budgets ``1, eta, eta^2, ... < max_budget`` and ``max_budget``."""
+    out = [1]
+    while out[-1] * eta < max_budget:
+        out.append(out[-1] * eta)
+    if out[-1] != max_budget:
+        out.append(max_budget)
+    return out
+
+
+def promotion(
+    observed: Sequence[Configuration],
+    candidates: Sequence[Configuration],
+    sign: float,
+    max_budget: int,
+    eta: int,
+    running: int | None = None,
+) -> Configuration | None:
+    """The configuration successive halving gives the next step to, or ``None`` (start a new
+    one).
+
+    Args:
+        observed: Every configuration with at least one observation (they define the rungs'
+            populations).
+        candidates: The configurations that may get the step (paused ones and the running one).
+        sign: ``1`` to maximise, ``-1`` to minimise.
+        max_budget: The largest budget.
+        eta: Reduction factor between rungs.
+        running: The configuration whose trial asks, if any: it keeps training while it is on
+            its way to the next rung or may be promoted from its rung.
+
+    Returns:
+        The running configuration if it keeps its right to train; else a paused configuration
+        on its way to a rung (highest rung first), else the best promotable paused
+        configuration (highest rung first); else ``None``.
+    """
+    levels = rungs(max_budget, eta)
+    top: dict[int, set[int]] = {}
+    for r in levels[:-1]:
+        reached = [c for c in observed if c.last_step >= r]
+        reached.sort(key=lambda c: (-sign * c.curve[r - 1], c.config_id))
+        top[r] = {c.config_id for c in reached[: len(reached) // eta]}
+
+    def key(c: Configuration) -> tuple[int, int, float] | None:
+        """(priority, rung, value): in progress beats promotable; None if neither."""
+        step = c.last_step
+        if step >= max_budget or step < 1:
+            return None
+        rung = max(r for r in levels if r <= step)
+        if step > rung:
+            return (2, rung, sign * c.curve[-1])
+        if c.config_id in top.get(rung, ()):
+            return (1, rung, sign * c.curve[-1])
+        return None
+
+    best: tuple[tuple[int, int, float], Configuration] | None = None
+    for c in candidates:
+        k = key(c)
+        if k is None:
+            continue
+        if c.config_id == running:
+            return c
+        if best is None or k > best[0]:
+            best = (k, c)
+    return None if best is None else best[1]
