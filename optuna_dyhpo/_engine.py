@@ -88,8 +88,8 @@ class EngineSettings:
     max_budget: int
     n_startup_configs: int = 5
     n_candidates: int = 512
-    refit_every: int = 10
-    max_rows: int = 800
+    refit_every: int = 20
+    max_rows: int = 500
     promotion_probability: float = 0.25
     eta: int = 3
     collapse_window: int = 10

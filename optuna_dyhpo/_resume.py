@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from typing import TYPE_CHECKING
 from typing import Any
@@ -100,6 +102,13 @@ class TrialResume:
         """Save ``obj`` with ``torch.save`` as this trial's checkpoint; call it before
         raising :class:`optuna.TrialPruned`.
 
+        Keep ``obj`` to tensors and plain data (``state_dict()`` of models and optimizers,
+        ``generator.get_state()``, dicts, lists, numbers, ...): :meth:`load` reads checkpoints
+        with ``weights_only=True`` unless told otherwise.
+
+        Args:
+            obj: What the trial that resumes this configuration needs to continue training.
+
         Returns:
             The artifact id.
         """
@@ -125,14 +134,42 @@ class TrialResume:
         self._storage.set_trial_user_attr(tid, USER_CHECKPOINT, artifact_id)
         return artifact_id
 
-    def load(self, map_location: Any = "cpu") -> Any:
+    def load(self, map_location: Any = "cpu", *, weights_only: bool = True) -> Any:
         """The checkpoint the paused trial saved, or ``None`` for a fresh configuration.
 
+        Checkpoints often live in a store that other people or machines can write to (a
+        shared file system, a bucket). Unpickling an arbitrary Python object from such a
+        store can run arbitrary code, so by default the checkpoint is read with
+        ``torch.load(..., weights_only=True)``, which only rebuilds tensors and plain data:
+        ``state_dict()`` of models and optimizers, tensors, dicts, lists, tuples, sets,
+        strings, numbers, booleans and ``None``. A random generator's state is a tensor
+        (save ``generator.get_state()`` and restore it with ``generator.set_state(...)``), so
+        it loads too. Other objects (instances of your own classes, numpy arrays, a
+        ``torch.Generator`` or a whole ``nn.Module``) are refused with a
+        :class:`~optuna_dyhpo.CheckpointError`; save their state as tensors or plain data, or,
+        if you trust everyone who can write to the artifact store, pass
+        ``weights_only=False``.
+
+        Args:
+            map_location: Passed to ``torch.load`` (where tensors are placed).
+            weights_only: Whether to restrict unpickling to tensors and plain data (the
+                default, safe for untrusted stores). ``False`` unpickles any object.
+
+        Returns:
+            The object passed to :meth:`save` by the paused trial, or ``None`` if this trial
+            starts a fresh configuration.
+
         Raises:
+            TypeError: ``weights_only`` is not a bool.
             CheckpointError: This trial resumes a configuration but the paused trial saved no
-                checkpoint, or its artifact is missing or unreadable. The message names the
-                trial and the artifact.
+                checkpoint, or its artifact is missing or unreadable, or it holds objects that
+                ``weights_only=True`` refuses. The message names the trial and the artifact.
         """
+        if not isinstance(weights_only, bool):
+            raise TypeError(
+                "TrialResume.load: weights_only must be True or False, got "
+                f"{weights_only!r} (of type {type(weights_only).__name__})."
+            )
         if self.parent_trial_number is None:
             return None
         import torch
@@ -149,12 +186,43 @@ class TrialResume:
                 "TrialResume.save(...) before raising optuna.TrialPruned)."
             )
         artifact_id = str(info["artifact_id"])
+        where = (
+            f"Trial {self._trial.number} cannot read the checkpoint of paused trial "
+            f"{self.parent_trial_number} (artifact {artifact_id!r} in "
+            f"{type(self.artifact_store).__name__})"
+        )
         try:
             with self.artifact_store.open_reader(artifact_id) as reader:
-                return torch.load(reader, map_location=map_location, weights_only=False)
-        except Exception as err:
+                return torch.load(reader, map_location=map_location, weights_only=weights_only)
+        except pickle.UnpicklingError as err:
+            if not weights_only:
+                raise CheckpointError(f"{where}: {type(err).__name__}: {err}") from err
             raise CheckpointError(
-                f"Trial {self._trial.number} cannot read the checkpoint of paused trial "
-                f"{self.parent_trial_number} (artifact {artifact_id!r} in "
-                f"{type(self.artifact_store).__name__}): {type(err).__name__}: {err}"
+                f"{where} with weights_only=True: {_weights_only_reason(err)} "
+                "weights_only=True loads only tensors and plain data (state_dicts, dicts, "
+                "lists, tuples, sets, strings, numbers, None), because unpickling other "
+                "objects can run arbitrary code. Save such data instead (e.g. "
+                "generator.get_state() rather than the generator, tensors rather than numpy "
+                "arrays), or, if you trust everyone who can write to the artifact store, "
+                "call TrialResume(trial).load(weights_only=False)."
             ) from err
+        except Exception as err:
+            raise CheckpointError(f"{where}: {type(err).__name__}: {err}") from err
+
+
+def _weights_only_reason(err: pickle.UnpicklingError) -> str:
+    """The part of ``torch.load``'s weights-only error that says what was refused.
+
+    Args:
+        err: The error ``torch.load(..., weights_only=True)`` raised.
+
+    Returns:
+        One line ending in a full stop, e.g. ``"Unsupported global: GLOBAL mod.Cls was not an
+        allowed global by default. ..."``; the whole message if it has no such part.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # drop terminal colour codes
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().split("\n\n", 1)[0]
+    text = " ".join(text.split())
+    return text if text.endswith(".") else f"{text}."

@@ -19,12 +19,58 @@ if TYPE_CHECKING:
 # Encoded value of a numeric parameter that a configuration does not use (conditional spaces).
 INACTIVE = -0.5
 
+_TINY = 1e-300
+
+
+def _half_step(dist: FloatDistribution | IntDistribution) -> float:
+    """Half the grid step of a discrete (integer or stepped) distribution; 0 if continuous."""
+    if isinstance(dist, IntDistribution):
+        return 0.5 * dist.step
+    return 0.0 if dist.step is None else 0.5 * dist.step
+
 
 def _bounds(dist: FloatDistribution | IntDistribution) -> tuple[float, float]:
-    lo, hi = float(dist.low), float(dist.high)
+    """Bounds of the (log-)domain that the unit interval maps onto linearly.
+
+    A discrete (integer or stepped) distribution is padded by half a step on each side,
+    before the log if it is log-scaled, so that every grid value owns the whole cell of
+    points that round to it. On a linear scale all cells are then equally wide and the end
+    points are drawn as often as the values between them (unpadded, they got half as much);
+    on a log scale the cell of ``v`` has width ``log((v + 1/2) / (v - 1/2))``.
+
+    Args:
+        dist: A numeric distribution.
+
+    Returns:
+        ``(lo, hi)``; ``lo == hi`` only for a continuous distribution with ``low == high``.
+    """
+    half = _half_step(dist)
+    lo, hi = float(dist.low) - half, float(dist.high) + half
     if dist.log:
         return math.log(lo), math.log(hi)
     return lo, hi
+
+
+def _internal(dist: FloatDistribution | IntDistribution, value: float) -> float:
+    """Position of ``value`` on the domain of :func:`_bounds`.
+
+    For a grid value this is the centre of its cell: the value itself on a linear scale; for
+    a log-scaled integer the midpoint of ``[log(value - 1/2), log(value + 1/2)]`` (the
+    log-domain points that round to it), slightly below ``log(value)``.
+
+    Args:
+        dist: A numeric distribution.
+        value: A value of the parameter.
+
+    Returns:
+        The position, to be normalised with :func:`_bounds`.
+    """
+    if not dist.log:
+        return value
+    half = _half_step(dist)
+    if half == 0.0:
+        return math.log(max(value, _TINY))
+    return 0.5 * (math.log(max(value - half, _TINY)) + math.log(max(value + half, _TINY)))
 
 
 class SearchSpaceEncoder:
@@ -33,6 +79,12 @@ class SearchSpaceEncoder:
     Numeric parameters take one feature (log-scaled when the distribution is log); a
     categorical parameter takes one feature per choice (one-hot). Parameters are ordered by
     name, so the encoding does not depend on the order in which trials suggested them.
+
+    The range of an integer or stepped parameter is padded by half a step on each side (as
+    Optuna's GP sampler does), so a uniform point of the unit cube decodes to every value of
+    a linear grid equally often, end points included. A grid value encodes to the centre of
+    the interval of unit-cube points that decode to it, so :meth:`encode_unit` agrees with
+    ``encode(decode(u))``, and decoding a numeric parameter's feature gives its value back.
 
     Args:
         distributions: The search space, name to distribution.
@@ -65,9 +117,7 @@ class SearchSpaceEncoder:
             else:
                 assert isinstance(dist, FloatDistribution | IntDistribution)
                 lo, hi = _bounds(dist)
-                v = float(params[name])
-                if dist.log:
-                    v = math.log(max(v, 1e-300))
+                v = _internal(dist, float(params[name]))
                 out.append(0.5 if hi <= lo else min(max((v - lo) / (hi - lo), 0.0), 1.0))
         return out
 
@@ -102,7 +152,11 @@ class SearchSpaceEncoder:
             if isinstance(dist, IntDistribution):
                 v = torch.round(v)
             if dist.log:
-                v = torch.log(v)
+                half = _half_step(dist)
+                if half == 0.0:
+                    v = torch.log(v)
+                else:
+                    v = 0.5 * (torch.log(v - half) + torch.log(v + half))
             cols.append(((v - lo) / (hi - lo)).clamp(0.0, 1.0).unsqueeze(-1))
         if not cols:
             return torch.zeros((u.shape[0], 0), dtype=u.dtype)
