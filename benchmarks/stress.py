@@ -278,23 +278,29 @@ class _Workers:
                 p.wait(timeout=10)
 
 
-def _pick_victim(storage: BaseStorage, study_id: int, alive: list[int], rng: random.Random) -> int:
-    """A worker to kill: preferably one training a continuation, else one running a trial."""
+def _pick_victim(
+    storage: BaseStorage, study_id: int, alive: list[int], rng: random.Random
+) -> int | None:
+    """A worker to kill while it trains: one whose running trial already reported an epoch of
+    its own (so the kill lands mid-epoch, whatever the machine's load), preferably one
+    training a continuation; ``None`` if no worker is training yet."""
     running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     continuing: list[int] = []
     busy: list[int] = []
     for t in running:
         w = t.user_attrs.get(WORKER_ATTR)
-        if w not in alive:
+        seg = t.system_attrs.get(SEGMENT_KEY)
+        if w not in alive or not isinstance(seg, dict):
+            continue
+        if not any(step >= int(seg.get("start", 1)) for step in t.intermediate_values):
             continue
         busy.append(w)
-        seg = t.system_attrs.get(SEGMENT_KEY)
-        if isinstance(seg, dict) and seg.get("parent") is not None:
+        if seg.get("parent") is not None:
             continuing.append(w)
-    for pool in (continuing, busy, alive):
+    for pool in (continuing, busy):
         if pool:
             return rng.choice(sorted(set(pool)))
-    raise RuntimeError("no worker alive")
+    return None
 
 
 def _reap_orphans(storage: BaseStorage, study_id: int) -> list[dict[str, Any]]:
@@ -411,10 +417,11 @@ def run_stress(
             may_kill = max_kills is None or len(kills) < max_kills
             if kill_interval and may_kill and now >= next_kill:
                 victim = _pick_victim(storage, study._study_id, alive, rng)
-                pool.kill(victim)
-                kills.append({"worker": victim, "t": round(now - t0, 2), "epochs": spent})
-                pool.start()
-                next_kill = now + kill_interval
+                if victim is not None:  # else: nobody trains yet, try again at the next poll
+                    pool.kill(victim)
+                    kills.append({"worker": victim, "t": round(now - t0, 2), "epochs": spent})
+                    pool.start()
+                    next_kill = now + kill_interval
             time.sleep(0.2)
         budget_seconds = time.perf_counter() - t0
         limit = drain_timeout if drain_timeout is not None else max_budget * epoch_seconds + 120

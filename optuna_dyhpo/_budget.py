@@ -11,7 +11,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo._logging import get_logger
-from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import parse_trial
 from optuna_dyhpo._validation import check_int
 
 _logger = get_logger("budget")
@@ -19,9 +19,8 @@ _logger = get_logger("budget")
 
 def trial_epochs(trial: FrozenTrial) -> int:
     """Steps this trial trained itself: a continuation's copied steps are not counted."""
-    seg = trial.system_attrs.get(SEGMENT_KEY)
-    start = int(seg["start"]) if isinstance(seg, dict) else 0
-    return sum(1 for s in trial.intermediate_values if s >= start)
+    seg = parse_trial(trial, foreign=True)
+    return 0 if seg is None else len(seg.new_steps)
 
 
 def epochs_spent(study: optuna.Study) -> int:

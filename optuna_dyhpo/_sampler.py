@@ -37,6 +37,7 @@ from optuna_dyhpo._state import continuations
 from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._state import release_claim
 from optuna_dyhpo._validation import check_int
+from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -210,7 +211,6 @@ class DyHPOSampler(BaseSampler):
         plan = self._plans.get(trial._trial_id)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         resumed = isinstance(seg, dict) and seg.get("parent") is not None
-        config_id = seg.get("config") if isinstance(seg, dict) else None
         if plan is not None and param_name in plan:
             value = plan[param_name]
             try:
@@ -219,17 +219,11 @@ class DyHPOSampler(BaseSampler):
             except (ValueError, TypeError):
                 pass
             if resumed:
-                raise ValueError(
-                    f"Trial {trial.number} resumes configuration {config_id}, whose "
-                    f"'{param_name}' is {value!r}, outside {param_distribution}; a resumed "
-                    "configuration keeps its parameters (its checkpoint was trained with them)."
+                self._stop_resume(
+                    trial, f"its '{param_name}' is {value!r}, outside {param_distribution}"
                 )
         elif resumed:
-            raise ValueError(
-                f"Trial {trial.number} resumes configuration {config_id}, which was trained "
-                f"without parameter '{param_name}'; a resumed configuration keeps exactly its "
-                "parameters. Start a new study when the objective's parameters change."
-            )
+            self._stop_resume(trial, f"it was trained without parameter '{param_name}'")
         # One generator per trial, seeded by its number: every parameter gets its own draw,
         # runs are reproducible, and workers given the same seed still draw differently. The
         # seed is hashed (SeedSequence): Mersenne Twisters seeded with consecutive integers
@@ -239,6 +233,20 @@ class DyHPOSampler(BaseSampler):
             seed = int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
             random = self._random[trial._trial_id] = RandomSampler(seed=seed)
         return random.sample_independent(study, trial, param_name, param_distribution)
+
+    @staticmethod
+    def _stop_resume(trial: FrozenTrial, why: str) -> None:
+        """A resumed configuration keeps exactly its parameters (its checkpoint was trained
+        with them): when the objective now asks for something else, the continuation stops
+        before training and the configuration is never resumed again."""
+        seg = trial.system_attrs[SEGMENT_KEY]
+        message = (
+            f"Trial {trial.number} does not resume configuration {seg['config']}: {why}. "
+            "The configuration is stopped (a resumed configuration keeps exactly its "
+            "parameters); new configurations use the new search space."
+        )
+        warn_once(_logger, message)
+        raise optuna.TrialPruned(message)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._check_study(study)

@@ -152,6 +152,12 @@ def parse_trial(trial: FrozenTrial, foreign: bool = False) -> Segment | None:
     if isinstance(seg, dict):
         config, start = _as_int(seg.get("config")), _as_int(seg.get("start"))
         parent = _as_int(seg.get("parent"))
+    elif _as_int(trial.user_attrs.get(USER_CONFIG)) is not None:
+        # System attributes lost (e.g. a study copied without them): the user attributes say
+        # the same.
+        config = _as_int(trial.user_attrs.get(USER_CONFIG))
+        start = _as_int(trial.user_attrs.get(USER_START)) or 1
+        parent = _as_int(trial.user_attrs.get(USER_PARENT))
     dyhpo = config is not None and start is not None
     if not dyhpo:
         if not foreign:

@@ -119,3 +119,142 @@ def test_same_seed_same_decision_and_refit_only_on_new_data() -> None:
     fits = a.stats.scratch_fits + a.stats.warm_fits
     a.decide(configs, True, running=3)
     assert a.stats.scratch_fits + a.stats.warm_fits == fits
+
+
+def _many(n_configs: int, steps: int) -> dict[int, Configuration]:
+    """``n_configs`` paused configurations of ``steps`` steps each, trained in turn."""
+    out = {}
+    for i in range(n_configs):
+        x = (i + 0.5) / n_configs
+        out[i] = Configuration(
+            i, {"x": x}, _curve(x, steps), [i], "paused", dict(SPACE), step_trials=[i] * steps
+        )
+    return out
+
+
+def test_refits_go_on_beyond_the_row_cap() -> None:
+    """Refits are decided from the observations, not from the capped rows."""
+    settings = EngineSettings(20, n_candidates=32, promotion_probability=0, max_rows=100)
+    engine = DecisionEngine(settings, seed=0)
+    configs = _many(50, 10)  # 500 observations, five times the row cap
+    engine.decide(configs, maximize=True)
+    fits = engine.stats.scratch_fits + engine.stats.warm_fits
+    for i in range(50, 50 + 3 * settings.refit_every):
+        configs[i] = Configuration(
+            i, {"x": 0.01}, [0.0], [i], "paused", dict(SPACE), step_trials=[i]
+        )
+    engine.decide(configs, maximize=True)
+    assert engine.stats.scratch_fits + engine.stats.warm_fits > fits
+
+
+def test_a_failed_fit_is_followed_by_a_fit_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_dyhpo._gp import FitError
+    from optuna_dyhpo._gp import Surrogate
+
+    real_fit = Surrogate.fit
+    calls = {"n": 0}
+
+    def fail_once(self: Surrogate, *args: object, **kwargs: object) -> float:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise FitError("simulated")
+        return real_fit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Surrogate, "fit", fail_once)
+    engine = _engine()
+    configs = _configs()
+    assert engine.decide(configs, maximize=True).reason.startswith("fallback")
+    # The very next decision fits again (it does not wait for the data to grow).
+    assert engine.decide(configs, maximize=True).reason == "ei"
+    assert engine.stats.scratch_fits == 1
+
+
+def test_fit_rows_are_ordered_by_arrival_so_the_newest_observations_are_kept() -> None:
+    """The rows the likelihood is fitted on keep the newest *observations*: here the oldest
+    configuration was resumed last, so its steps are the newest."""
+    import torch
+
+    from optuna_dyhpo._gp import CurveTable
+
+    x = torch.tensor([[0.1], [0.5], [0.9]], dtype=torch.float64)
+    curves = [[0.1, 0.2, 0.3, 0.4], [0.5], [0.6]]
+    recency = [[1, 2, 10, 11], [3], [4]]  # config 0's steps 3-4 arrived after the others
+    table = CurveTable.build(x, curves, recency, 1.0, 10)
+    rows, _ = table.training_rows()
+    # Newest rows last: config 0's steps 3 and 4 (prefix lengths 2 and 3).
+    assert rows.masks[-1].sum() == 3 and rows.masks[-2].sum() == 2
+    assert torch.equal(rows.params[-1], x[0])
+
+
+def test_incumbent_where_nobody_reached_the_budget_is_the_best_of_all_observations() -> None:
+    import torch
+
+    from optuna_dyhpo._gp import CurveTable
+
+    x = torch.zeros((2, 1), dtype=torch.float64)
+    table = CurveTable.build(x, [[0.1, 0.9, 0.2], [0.3]], [[1, 2, 3], [4]], 1.0, 10)
+    inc = table.incumbents(torch.tensor([1, 2, 4]))
+    best = float(table.curves.max())
+    assert float(inc[1]) == best and float(inc[2]) == best and float(inc[0]) < best
+
+
+def test_a_widened_range_takes_effect_for_fresh_candidates() -> None:
+    wide = {"x": FloatDistribution(0.0, 10.0)}
+    configs = _configs()
+    configs[10] = Configuration(10, {"x": 5.0}, _curve(0.5, 2), [10], "paused", dict(wide))
+    engine = _engine()
+    seen = []
+    for i in range(11, 20):  # new first steps keep arriving; fresh candidates are redrawn
+        configs[i] = Configuration(i, {"x": 9.0}, [0.0], [i], "paused", dict(wide))
+        d = engine.decide(configs, maximize=True)
+        if d.kind == "fresh" and d.params is not None:
+            seen.append(d.params["x"])
+    from optuna_dyhpo._engine import current_space
+
+    assert current_space(list(configs.values()))["x"] == wide["x"]
+    assert all(0.0 <= v <= 10.0 for v in seen)
+
+
+def test_programming_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_dyhpo._gp import Surrogate
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug, not a numerical failure")
+
+    monkeypatch.setattr(Surrogate, "predict", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        _engine().decide(_configs(), maximize=True)
+
+
+def test_the_decision_leaves_torch_thread_count_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from optuna_dyhpo._gp import Surrogate
+
+    seen: list[int] = []
+    real_predict = Surrogate.predict
+
+    def spy(self: Surrogate, inputs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_predict(self, inputs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Surrogate, "predict", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _engine().decide(_configs(), maximize=True)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+
+
+def test_cost_depends_on_observed_curves_not_on_max_budget() -> None:
+    """With ``max_budget=10**6`` the surrogate's rows are as wide as the longest curve."""
+    settings = EngineSettings(10**6, n_startup_configs=3, n_candidates=32)
+    engine = DecisionEngine(settings, seed=0)
+    d = engine.decide(_configs(), maximize=True)
+    assert d.kind in ("fresh", "resume")
+    cache = next(iter(next(iter(engine._caches.values())).values()))
+    assert cache.surrogate is not None
+    width = cache.surrogate._model.train_inputs[0].shape[1]  # d + 1 + 2 * longest curve
+    assert width == 1 + 1 + 2 * 3

