@@ -7,12 +7,23 @@ Methods (``--methods``):
     random         RandomSampler, no pruning: every configuration trains for max epochs.
     smac-mf        SMAC3 MultiFidelityFacade with its Hyperband intensifier (eta=3), driven by
                    ask/tell; every evaluation is recorded into the study with ``add_trial``.
+    random-hyperband
+                   RandomSampler + HyperbandPruner (the settings of tpe-hyperband).
 
 Budget accounting counts the epochs the objective actually computes. DyHPO is
 continuation-aware (a resumed configuration costs only its new epochs, because it restarts from
 its checkpoint); all other methods are restart-aware (a trial, or a SMAC evaluation at budget b,
 trains from scratch and costs all its epochs). The run stops as soon as the budget is spent, in
 the middle of a trial if need be (that last trial then ends with the value it reached).
+
+Every study has the problem's direction (``maximize`` or ``minimize``). A configuration that
+diverges (its learner returns NaN) is handled as a user's objective would: the NaN is reported
+(``trial.report``) so that the storage holds the divergence, then the trial raises
+``TrialPruned`` at once, without consulting the pruner and without saving a checkpoint. Optuna's
+TPE ranks such a pruned trial below every trial that reached the same step (it scores a NaN last
+intermediate value as the worst), the Hyperband and successive-halving pruners never see the NaN
+in their rungs, and DyHPO marks the configuration diverged and never resumes it. SMAC3 gets the
+worst cost seen so far for a diverged evaluation (its cost must be finite).
 """
 
 from __future__ import annotations
@@ -45,8 +56,12 @@ class MethodUnavailable(RuntimeError):
 class BudgetRecorder:
     """Counts epochs spent, the incumbent trajectory and where the time goes.
 
+    The incumbent is the best observed value in the problem's direction; its regret is computed
+    from the learner's noise-free value when the learner knows it (``Learner.noiseless_value``),
+    else from the observed value.
+
     Args:
-        problem: The problem (for the regret).
+        problem: The problem (for the direction and the regret).
         budget: Epochs the run may spend.
         timer: The optimiser-overhead timer of the run.
         progress: Optional callback called with 1 after every epoch (a progress bar's update).
@@ -64,8 +79,8 @@ class BudgetRecorder:
         self.timer = timer
         self.progress = progress
         self.spent = 0
-        self.best = -math.inf
-        self.best_epoch_value: tuple[int, float] | None = None
+        self.best = math.inf if problem.direction == "minimize" else -math.inf
+        self.best_noiseless: float | None = None
         self.incumbent: list[float] = []
         self.regret: list[float] = []
         self.wall: list[float] = []
@@ -98,16 +113,24 @@ class BudgetRecorder:
         value = learner.train_epoch(epoch)
         self.objective_seconds += time.perf_counter() - t0
         self.spent += 1
-        if math.isfinite(value) and value > self.best:
+        if math.isfinite(value) and self.problem.is_better(value, self.best):
             self.best = value
-        best = self.best
-        self.incumbent.append(best)
-        self.regret.append(self.problem.normalised_regret(best) if math.isfinite(best) else 1.0)
+            noiseless = learner.noiseless_value
+            self.best_noiseless = value if noiseless is None else float(noiseless)
+        self.incumbent.append(self.best)
+        self.regret.append(self.final_regret)
         self.wall.append(time.perf_counter() - self.start)
         self.overhead.append(self.timer.total)
         if self.progress is not None:
             self.progress(1)
         return value
+
+    @property
+    def final_regret(self) -> float:
+        """Normalised regret of the current incumbent (1.0 before any finite value)."""
+        if self.best_noiseless is None:
+            return 1.0
+        return float(self.problem.normalised_regret(self.best_noiseless))
 
 
 @dataclass
@@ -145,7 +168,7 @@ def _create_study(
     study = optuna.create_study(
         storage=ctx.storage,
         study_name=ctx.study_name,
-        direction="maximize",
+        direction=ctx.problem.direction,
         sampler=sampler,
         pruner=pruner,
     )
@@ -175,7 +198,10 @@ def _restart_objective(ctx: RunContext, prunes: bool) -> Callable[[optuna.Trial]
         for epoch in range(1, problem.max_epochs + 1):
             value = ctx.recorder.train(learner, epoch)
             trial.report(value, epoch)
-            if _finish_step(trial, ctx):
+            stopped = _finish_step(trial, ctx)
+            if not math.isfinite(value):
+                raise optuna.TrialPruned()  # Diverged: the NaN is stored, training stops.
+            if stopped:
                 trial.set_user_attr("benchmark_stopped_by_budget", True)
                 break
             if prunes and trial.should_prune():
@@ -213,6 +239,9 @@ def _optuna_stats(ctx: RunContext, study: optuna.Study, prunes: bool) -> dict[st
         "n_trials": len(trials),
         "trial_states": states,
         "n_prune_calls": int(n_prune) if prunes else 0,
+        "n_diverged_trials": sum(
+            1 for t in trials if any(not math.isfinite(v) for v in t.intermediate_values.values())
+        ),
         "n_decisions": len(trials) + (int(n_prune) if prunes else 0),
         "decision_definition": "one per trial started (sampler) + one per should_prune call",
     }
@@ -248,6 +277,15 @@ def run_tpe_sh(ctx: RunContext) -> dict[str, Any]:
     sampler = optuna.samplers.TPESampler(seed=ctx.seed)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return _run_restart_method(ctx, "tpe-sh", sampler, pruner)
+
+
+def run_random_hyperband(ctx: RunContext) -> dict[str, Any]:
+    """RandomSampler + HyperbandPruner (the pruner settings of ``tpe-hyperband``)."""
+    sampler = optuna.samplers.RandomSampler(seed=ctx.seed)
+    pruner = optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=ctx.problem.max_epochs, reduction_factor=3
+    )
+    return _run_restart_method(ctx, "random-hyperband", sampler, pruner)
 
 
 def run_random(ctx: RunContext) -> dict[str, Any]:
@@ -289,7 +327,8 @@ def run_dyhpo(ctx: RunContext) -> dict[str, Any]:
     """DyHPOSampler + DyHPOPruner; paused configurations resume from their checkpoint.
 
     The objective is written exactly as a user would write it: ``TrialResume.load`` at the start
-    (None for a fresh configuration), ``TrialResume.save`` before raising ``TrialPruned``.
+    (None for a fresh configuration), ``TrialResume.save`` before raising ``TrialPruned``; a
+    diverged configuration (NaN) is reported and pruned at once, with no checkpoint.
     """
     dy = _import_dyhpo()
     from optuna.artifacts import FileSystemArtifactStore
@@ -326,7 +365,10 @@ def run_dyhpo(ctx: RunContext) -> dict[str, Any]:
         for epoch in steps:
             value = rec.train(learner, epoch)
             trial.report(value, epoch)
-            if _finish_step(trial, ctx):
+            stopped = _finish_step(trial, ctx)
+            if not math.isfinite(value):
+                raise optuna.TrialPruned()  # Diverged: nothing worth saving or resuming.
+            if stopped:
                 trial.set_user_attr("benchmark_stopped_by_budget", True)
                 break
             if trial.should_prune():
@@ -387,8 +429,11 @@ def _configspace(problem: Problem, seed: int) -> Any:
             cs.add(Float(name, (dist.low, dist.high), log=dist.log))
         elif isinstance(dist, IntDistribution):
             cs.add(Integer(name, (dist.low, dist.high), log=dist.log))
-        else:  # pragma: no cover - the problems here have no categorical parameters.
-            raise TypeError(f"no ConfigSpace translation for {dist!r}")
+        else:
+            raise MethodUnavailable(
+                f"smac-mf here translates numeric search spaces only; {problem.name} has "
+                f"{name}: {dist!r} (the run is skipped, not approximated)"
+            )
     return cs
 
 
@@ -440,6 +485,12 @@ def run_smac(ctx: RunContext) -> dict[str, Any]:
         )
     n_ask = 0
     epochs_recorded = 0
+    sign = 1.0 if problem.direction == "minimize" else -1.0  # SMAC minimises a cost.
+    # Cost of a diverged evaluation: the worst finite cost so far (before any, a value of 0
+    # for a maximised metric, or a huge loss).
+    worst_cost = 0.0 if sign < 0 else 1e6
+    seen_finite = False
+    states: dict[str, int] = {}
     while not rec.exhausted:
         with timer.measure("smac.ask"):
             info = facade.ask()
@@ -455,16 +506,22 @@ def run_smac(ctx: RunContext) -> dict[str, Any]:
         learner = problem.new_learner(config, ctx.seed)
         curve: dict[int, float] = {}
         t_start = time.perf_counter()
+        diverged = False
         for epoch in range(1, n_epochs + 1):
             curve[epoch] = rec.train(learner, epoch)
+            if not math.isfinite(curve[epoch]):
+                diverged = True
+                break
             if rec.exhausted:
                 break
-        truncated = len(curve) < n_epochs
+        truncated = len(curve) < n_epochs and not diverged
         value = curve[max(curve)]
+        state = TrialState.PRUNED if diverged else TrialState.COMPLETE
+        states[state.name] = states.get(state.name, 0) + 1
         study.add_trial(
             optuna.trial.create_trial(
-                state=TrialState.COMPLETE,
-                value=value,
+                state=state,
+                value=None if diverged else value,
                 params=config,
                 distributions=space,
                 intermediate_values=curve,
@@ -478,12 +535,17 @@ def run_smac(ctx: RunContext) -> dict[str, Any]:
         )
         epochs_recorded += len(curve)
         if not truncated:
+            cost = worst_cost if diverged else sign * value
+            if not diverged:
+                worst_cost = max(worst_cost, cost) if seen_finite or sign < 0 else cost
+                seen_finite = True
             with timer.measure("smac.tell"):
-                facade.tell(info, TrialValue(cost=-value, time=time.perf_counter() - t_start))
+                facade.tell(info, TrialValue(cost=cost, time=time.perf_counter() - t_start))
     trials = study.get_trials(deepcopy=False)
     return {
         "n_trials": len(trials),
-        "trial_states": {"COMPLETE": len(trials)},
+        "trial_states": states,
+        "n_diverged_trials": states.get("PRUNED", 0),
         "n_prune_calls": 0,
         "n_decisions": n_ask,
         "decision_definition": "one per SMAC ask (a configuration and a budget)",
@@ -516,6 +578,12 @@ METHODS: dict[str, Method] = {
             "SMAC3 MultiFidelityFacade + Hyperband intensifier (eta=3), ask/tell",
             run_smac,
             _warm_up_smac,
+        ),
+        Method(
+            "random-hyperband",
+            RESTART,
+            "RandomSampler + HyperbandPruner(min_resource=1, max_resource=max_epochs, eta=3)",
+            run_random_hyperband,
         ),
     )
 }

@@ -2,12 +2,19 @@
 
 A :class:`Problem` owns a search space (Optuna distributions), the number of epochs a
 configuration may train at most, and a factory of :class:`Learner` objects. A learner trains one
-configuration one epoch at a time and returns the validation metric after each epoch (higher is
-better). Learners of problems that need a checkpoint (real training) can save and restore their
-state; the LCBench surrogate is a deterministic function of the epoch and needs none.
+configuration one epoch at a time and returns the validation metric after each epoch, in the
+problem's ``direction`` (``"maximize"`` for accuracies, ``"minimize"`` for a loss; the study is
+created with that direction). A value that is not finite (NaN) means the configuration diverged.
+Learners of problems that need a checkpoint (real training) can save and restore their state;
+the LCBench surrogate and the synthetic families are deterministic functions of the epoch and
+need none.
 
 Problem specifications on the command line:
-    ``lcbench:<task id>`` (e.g. ``lcbench:3945``), ``lcbench:all`` (all 34 tasks), ``digits``.
+    ``lcbench:<task id>`` (e.g. ``lcbench:3945``), ``lcbench:all`` (all 34 tasks), ``digits``,
+    and the robustness suite of :mod:`benchmarks.families`: ``family:<name>`` (``flat-start``,
+    ``crossing``, ``noisy``, ``diverge``, ``dim1``, ``dim7``, ``dim30``, ``conditional``,
+    ``loss-min``), ``family:<name>:e<max epochs>``, ``family:all``, ``digits-sgd``,
+    ``cancer-sgd`` and ``suite`` (all of them).
 """
 
 from __future__ import annotations
@@ -57,7 +64,15 @@ _LCBENCH_INPUTS = (
 
 
 class Learner(ABC):
-    """Trains one configuration, one epoch at a time."""
+    """Trains one configuration, one epoch at a time.
+
+    Attributes:
+        noiseless_value: The noise-free metric of the last epoch trained when the problem knows
+            it (synthetic families with observation noise), else None. The regret is computed
+            from it, so that a lucky noisy draw does not count as progress.
+    """
+
+    noiseless_value: float | None = None
 
     @abstractmethod
     def train_epoch(self, epoch: int) -> float:
@@ -78,16 +93,24 @@ class Problem(ABC):
     Attributes:
         name: Unique, file-name safe identifier (e.g. ``lcbench-3945-val_accuracy``).
         family: Group used by the report to aggregate problems (e.g. ``lcbench-val_accuracy``).
-        metric: Name of the validation metric (maximised).
+        spec: The command-line specification that builds this problem (e.g. ``lcbench:3945``).
+        metric: Name of the validation metric.
+        direction: ``"maximize"`` or ``"minimize"`` the metric (the study's direction).
         max_epochs: Epochs a configuration may train at most.
         needs_checkpoint: Whether continuing a configuration needs its saved state.
+        default_budget: Epochs per run when the runner is given no ``--budget``.
+        suite: ``"robustness"`` for the problems of the robustness suite, else None.
     """
 
     name: str
     family: str
+    spec: str
     metric: str
     max_epochs: int
+    direction: str = "maximize"
     needs_checkpoint: bool = False
+    default_budget: int = 1000
+    suite: str | None = None
 
     @abstractmethod
     def search_space(self) -> dict[str, BaseDistribution]:
@@ -110,9 +133,14 @@ class Problem(ABC):
             "name": self.name,
             "family": self.family,
             "metric": self.metric,
+            "direction": self.direction,
             "max_epochs": self.max_epochs,
             "needs_checkpoint": self.needs_checkpoint,
         }
+
+    def is_better(self, value: float, than: float) -> bool:
+        """Whether ``value`` is strictly better than ``than`` in the problem's direction."""
+        return value < than if self.direction == "minimize" else value > than
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Suggest a configuration through the trial (what a user's objective does)."""
@@ -277,6 +305,7 @@ class LCBenchProblem(Problem):
         self.metric = metric
         self.max_epochs = self._data.max_epochs
         self.name = f"lcbench-{self.task}-{metric}"
+        self.spec = f"lcbench:{self.task}"
         self.family = f"lcbench-{metric}"
         self._code = np.array([[self._data.task_codes[self.task]]], dtype=np.int32)
         self._column = _LCBENCH_OUTPUTS.index(metric)
@@ -447,6 +476,7 @@ class DigitsMLPProblem(Problem):
             raise ValueError("max_epochs must be >= 1")
         self.max_epochs = int(max_epochs)
         self.name = f"digits-mlp-e{self.max_epochs}"
+        self.spec = "digits"
         self.family = "digits-mlp"
 
     def search_space(self) -> dict[str, BaseDistribution]:
@@ -513,8 +543,15 @@ def parse_problems(
             new = [LCBenchProblem(t, metric=metric, data_dir=data_dir) for t in tasks]
         elif family == "digits":
             new = [DigitsMLPProblem(max_epochs=digits_max_epochs)]
+        elif family in ("family", "suite", "digits-sgd", "cancer-sgd"):
+            from benchmarks.families import parse_family_spec
+
+            new = parse_family_spec(spec)
         else:
-            raise ValueError(f"unknown problem {spec!r} (use lcbench:<task>, lcbench:all, digits)")
+            raise ValueError(
+                f"unknown problem {spec!r} (use lcbench:<task>, lcbench:all, digits, "
+                "family:<name>, family:all, digits-sgd, cancer-sgd, suite)"
+            )
         for p in new:
             if p.name not in seen:
                 seen.add(p.name)

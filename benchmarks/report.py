@@ -10,6 +10,11 @@ mean rank over time, optimiser overhead per method, total and per decision) and 
 
 Runs are grouped by (problem family, budget): e.g. all LCBench tasks with the val_accuracy metric
 at 1000 epochs form one group. Within a group, an *instance* is a (problem, seed) pair.
+
+Problems of the robustness suite (``benchmarks.families``) get their own section: per family a
+table (mean final regret +- standard error, mean rank) and a plot of regret vs epochs, then a
+summary over all families with the acceptance check (DyHPO's mean final regret no worse than the
+best baseline's mean plus one standard error on every family, and the best mean rank).
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class Run:
     @property
     def regret(self) -> np.ndarray:
         return np.asarray(self.data["trajectory"]["regret"], dtype=float)
+
+    @property
+    def suite(self) -> str | None:
+        return self.data["problem"].get("suite")
 
 
 def load_runs(results_dir: Path) -> tuple[list[Run], list[str]]:
@@ -369,6 +378,260 @@ def write_plots(g: Group, plot_dir: Path) -> list[Path]:
     return paths
 
 
+# --------------------------------------------------------------------------------------------
+# Robustness suite
+# --------------------------------------------------------------------------------------------
+
+SUITE = "robustness"
+SUITE_METHOD = "dyhpo"
+SUITE_BASELINES = ("tpe-hyperband", "random-hyperband", "tpe-sh")
+
+
+def is_suite_group(g: Group) -> bool:
+    """Whether every run of ``g`` belongs to the robustness suite."""
+    return all(r.suite == SUITE for r in g.runs)
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    se = float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else math.nan
+    return float(arr.mean()), se
+
+
+def _suite_methods(g: Group) -> list[str]:
+    """The compared methods present in ``g`` (DyHPO first, then the baselines, then others)."""
+    present = set(g.methods)
+    head = [m for m in (SUITE_METHOD, *SUITE_BASELINES) if m in present]
+    return head + [m for m in g.methods if m not in head]
+
+
+def final_ranks(g: Group, methods: list[str]) -> tuple[dict[str, float], int]:
+    """Mean rank of the final regret over the (problem, seed) instances all ``methods`` finished.
+
+    Returns:
+        Method -> mean rank (1 = best, ties share the average rank), and the instance count.
+    """
+    table: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for r in g.runs:
+        if r.method in methods:
+            table[(r.problem, r.seed)][r.method] = float(r.regret[-1])
+    complete = [v for v in table.values() if all(m in v for m in methods)]
+    if not complete or not methods:
+        return {}, 0
+    total = np.zeros(len(methods))
+    for inst in complete:
+        total += _ranks(np.array([[inst[m]] for m in methods]))[:, 0]
+    return {m: float(total[i] / len(complete)) for i, m in enumerate(methods)}, len(complete)
+
+
+@dataclass
+class SuiteRow:
+    """The summary of one suite family at one budget."""
+
+    group: Group
+    stats: dict[str, tuple[float, float, int]]  # method -> (mean, s.e., runs) of final regret
+    ranks: dict[str, float]
+    n_instances: int
+    threshold: float | None  # min over baselines of (mean + 1 s.e.)
+    holds: bool | None  # None: DyHPO or the baselines missing
+
+    @property
+    def label(self) -> str:
+        return f"{self.group.family} (b={self.group.budget})"
+
+
+def suite_rows(groups: list[Group]) -> list[SuiteRow]:
+    """Per (family, budget) of the suite: final-regret statistics, ranks and the check."""
+    rows: list[SuiteRow] = []
+    for g in groups:
+        compared = [m for m in (SUITE_METHOD, *SUITE_BASELINES) if m in g.methods]
+        stats = {}
+        for m in _suite_methods(g):
+            finals = [float(r.regret[-1]) for r in g.by_method(m)]
+            mean, se = _mean_se(finals)
+            stats[m] = (mean, se, len(finals))
+        ranks, n_inst = final_ranks(g, compared)
+        baselines = [m for m in SUITE_BASELINES if m in stats]
+        threshold = None
+        if baselines:
+            threshold = min(
+                stats[m][0] + (0.0 if math.isnan(stats[m][1]) else stats[m][1]) for m in baselines
+            )
+        holds = None
+        if (
+            SUITE_METHOD in stats
+            and threshold is not None
+            and len(baselines) == len(SUITE_BASELINES)
+        ):
+            holds = stats[SUITE_METHOD][0] <= threshold
+        rows.append(SuiteRow(g, stats, ranks, n_inst, threshold, holds))
+    return rows
+
+
+def write_suite_plot(g: Group, plot_dir: Path) -> Path:
+    """One PNG per suite family: regret vs epochs, mean over seeds with a ±1 s.e. band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    seeds = len({r.seed for r in g.runs})
+    _plot_regret(
+        ax,
+        g,
+        {m: g.by_method(m) for m in _suite_methods(g)},
+        f"{g.family}, budget {g.budget} epochs: mean over {seeds} seeds (band ±1 s.e.)",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = plot_dir / f"suite_{g.key}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pm(mean: float, se: float) -> str:
+    return f"{_fmt(mean)} ± {_fmt(se)}" if math.isfinite(se) else _fmt(mean)
+
+
+def _verdict(holds: bool | None) -> str:
+    return "-" if holds is None else ("holds" if holds else "fails")
+
+
+def render_suite(groups: list[Group], plots: dict[str, list[Path]], out_dir: Path) -> list[str]:
+    """The Markdown of the robustness-suite section."""
+    rows = suite_rows(groups)
+    methods = _method_order({m for r in rows for m in r.stats})
+    methods = [m for m in (SUITE_METHOD, *SUITE_BASELINES) if m in methods] + [
+        m for m in methods if m not in (SUITE_METHOD, *SUITE_BASELINES)
+    ]
+    commands = _unique([str(r.data.get("command", "?")) for g in groups for r in g.runs])
+    lines = [
+        "## Robustness suite",
+        "",
+        "Learning-curve families built to mislead multi-fidelity optimisers "
+        "(`benchmarks/families.py`; see `benchmarks/README.md`). Each family is run at its own "
+        "budget of epochs (the runner's default when `--budget` is omitted).",
+        "",
+        "Commands of these runs:",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        "| family | what makes it hard | hyperparameters | max epochs | budget | direction | "
+        "regret |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        prob = row.group.runs[0].data["problem"]
+        lines.append(
+            f"| {row.group.family} | {prob.get('hardness', '')} | {prob.get('n_params', '?')} | "
+            f"{prob.get('max_epochs')} | {row.group.budget} | "
+            f"{prob.get('direction', 'maximize')} | {prob.get('regret_definition', '')} |"
+        )
+    lines += [
+        "",
+        "### Summary: mean final normalised regret ± standard error over seeds",
+        "",
+        f"The check per family: is `{SUITE_METHOD}`'s mean final regret <= min over the "
+        f"baselines ({', '.join(SUITE_BASELINES)}) of (mean + 1 s.e.)? Mean rank: per "
+        "(problem, seed) instance the compared methods are ranked by final regret (1 = best, "
+        "ties averaged), averaged over the instances of a family, then over families.",
+        "",
+    ]
+    head = ["family", *methods, "best baseline + 1 s.e.", f"{SUITE_METHOD} within?"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.label]
+        for m in methods:
+            if m in row.stats:
+                mean, se, n = row.stats[m]
+                cells.append(f"{_pm(mean, se)} ({n})")
+            else:
+                cells.append("-")
+        cells.append(_fmt(row.threshold) if row.threshold is not None else "-")
+        cells.append(_verdict(row.holds))
+        lines.append("| " + " | ".join(cells) + " |")
+    ranked = [m for m in (SUITE_METHOD, *SUITE_BASELINES) if all(m in r.ranks for r in rows)]
+    mean_rank = {m: float(np.mean([r.ranks[m] for r in rows])) for m in ranked} if rows else {}
+    cells = ["**mean rank over families**"]
+    for m in methods:
+        cells.append(_fmt(mean_rank[m], 2) if m in mean_rank else "-")
+    cells += ["", ""]
+    lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if SUITE_METHOD not in mean_rank:
+        lines.append(
+            f"**Acceptance: not evaluated** — no complete `{SUITE_METHOD}` runs on the suite "
+            "yet (the baselines' numbers above stand on their own)."
+        )
+    else:
+        every = all(r.holds for r in rows)
+        best_rank = min(mean_rank.values())
+        rank_ok = mean_rank[SUITE_METHOD] <= best_rank and all(
+            v > mean_rank[SUITE_METHOD] for m, v in mean_rank.items() if m != SUITE_METHOD
+        )
+        failed = [r.label for r in rows if not r.holds]
+        lines.append(
+            f"**Acceptance: {'holds' if every and rank_ok else 'fails'}.** Per family: "
+            f"{'holds on every family' if every else 'fails on ' + ', '.join(failed)}. Mean "
+            f"rank: `{SUITE_METHOD}` {mean_rank[SUITE_METHOD]:.2f}, "
+            + ", ".join(f"`{m}` {v:.2f}" for m, v in mean_rank.items() if m != SUITE_METHOD)
+            + f" ({'best' if rank_ok else 'not the best'})."
+        )
+    lines.append("")
+    for row in rows:
+        g = row.group
+        lines += [
+            f"### {g.family}, budget {g.budget} epochs",
+            "",
+            f"Seeds: {', '.join(map(str, sorted({r.seed for r in g.runs})))}; ranks over "
+            f"{row.n_instances} instances.",
+            "",
+        ]
+        head = [
+            "method",
+            "runs",
+            "mean final regret ± s.e.",
+            "median",
+            "mean rank",
+            "trials/run",
+            "diverged trials/run",
+            "wall s/run",
+        ]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in _suite_methods(g):
+            runs = g.by_method(m)
+            mean, se, n = row.stats[m]
+
+            def avg(key: str, runs: list[Run] = runs) -> float:
+                return float(np.mean([float(r.data.get(key) or 0.0) for r in runs]))
+
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        m,
+                        str(n),
+                        _pm(mean, se),
+                        _fmt(float(np.median([r.regret[-1] for r in runs]))),
+                        _fmt(row.ranks[m], 2) if m in row.ranks else "-",
+                        _fmt(avg("n_trials"), 1),
+                        _fmt(avg("n_diverged_trials"), 1),
+                        _fmt(avg("wall_time_s"), 2),
+                    ]
+                )
+                + " |"
+            )
+        lines.append("")
+        for p in plots.get(g.key, []):
+            lines += [f"![{p.stem}]({os.path.relpath(p, out_dir)})", ""]
+    return lines
+
+
 def _unique(values: list[str]) -> list[str]:
     seen: dict[str, None] = {}
     for v in values:
@@ -437,7 +700,8 @@ def render(
         "- **Incumbent**: the best validation metric seen so far at any epoch of any "
         "configuration. **Normalised regret**: LCBench `(max - best) / (max - min)` with the "
         "task's min/max from YAHPO's global statistics (can be slightly negative when the "
-        "surrogate exceeds YAHPO's sampled max); digits `1 - best validation accuracy`. "
+        "surrogate exceeds YAHPO's sampled max); digits `1 - best validation accuracy`; the "
+        "robustness suite defines it per family (see its section). "
         f"Log-scale plots draw values below {PLOT_FLOOR:g} at {PLOT_FLOOR:g}.",
         "- **Mean rank**: per (problem, seed) instance and epoch, methods ranked by regret "
         "(1 = best, ties averaged), then averaged over instances every method finished.",
@@ -457,7 +721,10 @@ def render(
         "",
     ]
     out_dir = output.parent
+    suite_groups = [g for g in groups if is_suite_group(g)]
     for g in groups:
+        if is_suite_group(g):
+            continue
         lines += [
             f"## {g.family}, budget {g.budget} epochs",
             "",
@@ -483,6 +750,8 @@ def render(
         for p in plots.get(g.key, []):
             rel = os.path.relpath(p, out_dir)
             lines += [f"![{p.stem}]({rel})", ""]
+    if suite_groups:
+        lines += render_suite(suite_groups, plots, out_dir)
     if skipped:
         lines += ["## Files skipped", "", *[f"- {s}" for s in skipped], ""]
     return "\n".join(lines)
@@ -511,7 +780,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = group_runs(runs)
     output: Path = args.output
     plot_dir: Path = args.plots or output.parent / "plots"
-    plots = {g.key: write_plots(g, plot_dir) for g in groups}
+    plots = {
+        g.key: [write_suite_plot(g, plot_dir)] if is_suite_group(g) else write_plots(g, plot_dir)
+        for g in groups
+    }
     text = render(groups, plots, output, command, skipped)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")

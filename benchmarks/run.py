@@ -5,6 +5,10 @@ Example (from the repository root)::
     python -m benchmarks.run --problems lcbench:3945 lcbench:167168 digits \\
         --methods dyhpo tpe-hyperband tpe-sh random smac-mf --seeds 0-4 --budget 1000
 
+    # The robustness suite, each problem at its own default budget (no --budget):
+    python -m benchmarks.run --problems suite \\
+        --methods dyhpo tpe-hyperband random-hyperband tpe-sh --seeds 0-4
+
 Outputs, under ``--out`` (default ``benchmarks/out``):
     results/<run id>.json   one file per finished run (written atomically at the end).
     studies/<run id>.journal  the run's Optuna study (a JournalStorage file per run, so parallel
@@ -97,8 +101,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _problem_spec(p: Problem) -> str:
-    task = getattr(p, "task", None)
-    return f"lcbench:{task}" if task is not None else "digits"
+    return p.spec
 
 
 def result_path(out: Path, run_id: str) -> Path:
@@ -216,7 +219,8 @@ def execute_run(
         "epochs_spent": recorder.spent,
         "final": {
             "incumbent_value": best,
-            "regret": problem.normalised_regret(best),
+            "incumbent_noiseless_value": recorder.best_noiseless,
+            "regret": recorder.final_regret,
         },
         "wall_time_s": wall,
         "objective_time_s": recorder.objective_seconds,
@@ -293,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--problems",
         nargs="+",
         default=["lcbench:3945"],
-        help="lcbench:<task id>, lcbench:all, digits (space or comma separated)",
+        help=(
+            "lcbench:<task id>, lcbench:all, digits, family:<name>[:e<max epochs>], family:all, "
+            "digits-sgd, cancer-sgd, suite (space or comma separated)"
+        ),
     )
     p.add_argument(
         "--methods",
@@ -302,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"subset of {', '.join(METHODS)} (default: all)",
     )
     p.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,3,7 (default 0)")
-    p.add_argument("--budget", type=int, default=1000, help="epochs per run (default 1000)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="epochs per run (default: each problem's own, 1000 for LCBench and digits)",
+    )
     p.add_argument("--metric", choices=LCBENCH_METRICS, default="val_accuracy")
     p.add_argument(
         "--data-dir",
@@ -324,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
     command = shlex.join(["python", "-m", "benchmarks.run", *args_list])
-    if args.budget < 1:
+    if args.budget is not None and args.budget < 1:
         raise SystemExit("--budget must be >= 1")
     methods = [m for item in args.methods for m in item.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -350,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             problem_name=p.name,
             method=m,
             seed=s,
-            budget=args.budget,
+            budget=args.budget if args.budget is not None else p.default_budget,
             metric=args.metric,
             data_dir=args.data_dir,
             digits_max_epochs=args.digits_max_epochs,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from optuna_dyhpo._gp import CurveTable
     from optuna_dyhpo._gp import Surrogate
+    from optuna_dyhpo._gp import SurrogateSettings
 
 
 _logger = get_logger("engine")
@@ -82,7 +83,13 @@ class EngineSettings:
             DyHPO would start yet another one, a successive-halving promotion is made instead
             (with a warning): no configuration stays at one step because all the others do.
         stagnation: A fit from scratch happens after ``stagnation * max_budget`` observations
-            without a new best value (the reference implementation's restart rule).
+            without a new best value (the reference implementation's restart rule); ``0``
+            turns it off.
+        incumbent: ``"at-budget"`` compares a candidate at budget ``b`` with the best value
+            observed at exactly ``b`` (the paper); ``"up-to-budget"`` with the best value
+            observed at any budget up to ``b``, so that continuing a poor curve at a budget
+            only poor curves reached is not rewarded.
+        surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
     """
 
     max_budget: int
@@ -94,6 +101,8 @@ class EngineSettings:
     eta: int = 3
     collapse_window: int = 10
     stagnation: float = 1.2
+    incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
+    surrogate: SurrogateSettings | None = None
 
 
 @dataclass
@@ -317,7 +326,7 @@ class DecisionEngine:
         t0 = time.perf_counter()
         try:
             if cache.surrogate is None or cache.scratch_next or restart:
-                surrogate = Surrogate(dim, seed=self.seed + 7919 * max(0, n_obs))
+                surrogate = Surrogate(dim, self.seed + 7919 * n_obs, s.surrogate)
                 surrogate.fit(rows, targets, warm_start=False)
                 cache.surrogate, cache.scratch_next = surrogate, False
                 cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
@@ -366,9 +375,7 @@ class DecisionEngine:
             [cache.x_by_config[c.config_id] for c in observed], dtype=torch.float64
         ).reshape(len(observed), encoder.dim)
         width = s.max_budget + 1
-        recency = [
-            [t * width + b for b, t in enumerate(_owners(c), 1)] for c in observed
-        ]
+        recency = [[t * width + b for b, t in enumerate(_owners(c), 1)] for c in observed]
         table = CurveTable.build(x_cfg, [c.curve for c in observed], recency, sign, s.max_budget)
         self._fit(cache, table, n_obs, len(pending), encoder.dim)
         surrogate = cache.surrogate
@@ -411,7 +418,9 @@ class DecisionEngine:
         n_fresh = int(fresh_x.shape[0])
         budgets = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
         log_ei = log_expected_improvement(
-            torch.cat([mean_e, mean_f]), torch.cat([std_e, std_f]), table.incumbents(budgets)
+            torch.cat([mean_e, mean_f]),
+            torch.cat([std_e, std_f]),
+            table.incumbents(budgets, cumulative=s.incumbent == "up-to-budget"),
         )
         best = int(torch.argmax(log_ei))
         score = float(log_ei[best])

@@ -216,11 +216,14 @@ class CurveTable:
         budgets = torch.full((m,), 1.0 / self.max_budget, dtype=torch.float64)
         return SurrogateInputs(x.to(torch.float64), budgets, zeros, zeros.clone())
 
-    def incumbents(self, budgets: torch.Tensor) -> torch.Tensor:
+    def incumbents(self, budgets: torch.Tensor, cumulative: bool = False) -> torch.Tensor:
         """DyHPO's incumbent for a candidate at each budget: the best normalised value observed
-        at exactly that budget, or the best observed anywhere if nobody reached it."""
+        at exactly that budget (with ``cumulative``: at any budget up to it), or the best
+        observed anywhere if nobody reached it."""
         valid = torch.arange(self.width).unsqueeze(0) < self.lengths.unsqueeze(1)
         best_at = torch.where(valid, self.curves, -math.inf).max(dim=0).values
+        if cumulative:
+            best_at = torch.cummax(best_at, dim=0).values
         overall = float(best_at.max())
         best_at = torch.cat([best_at, torch.tensor([-math.inf], dtype=torch.float64)])
         inc = best_at[(budgets - 1).clamp(max=self.width)]
