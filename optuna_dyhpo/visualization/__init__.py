@@ -12,6 +12,15 @@ loaded from a database works while it is still being optimised.
 * :func:`plot_incumbent`: the best value so far against epochs spent (a resumed trial's copied
   epochs are not counted again).
 
+Crowded studies (hundreds of configurations): every plot highlights the ``top_k`` (default 10)
+configurations with the best value and draws the others faint grey without legend entries (still
+hoverable); ``top_k=None`` highlights them all. The y range leaves out the worst
+``clip_quantile`` (default 2%) of the values, never the best one, and says how many it left out.
+The race labels every highlighted configuration's row and puts the others in a compact,
+unlabelled panel below; its figure height grows with the number of configurations (up to a cap
+for the faded ones), so save it without a ``height`` to keep that:
+``fig.write_image("race.png", width=1000)``.
+
 plotly is imported when a function is called (``pip install plotly``), never at import time.
 
 Saving a figure:
@@ -34,7 +43,7 @@ Example:
 
         study = optuna.load_study(study_name="dyhpo", storage="sqlite:///dyhpo.db")
         plot_race(study).write_html("race.html")
-        plot_learning_curves(study).write_html("curves.html")
+        plot_learning_curves(study, top_k=5, clip_quantile=0.05).write_html("curves.html")
         plot_incumbent(study).write_html("incumbent.html")
 """
 

@@ -184,3 +184,126 @@ def simulate_study(
         spent += n
         previous = config
     return study
+
+
+def crowded_study(
+    n_configs: int = 300,
+    *,
+    seed: int = 0,
+    direction: str = "minimize",
+    max_budget: int = 12,
+    storage: str | optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
+    """A DyHPO-like study with many configurations, built quickly with ``study.add_trial``.
+
+    Each new configuration runs 1-2 epochs and is paused; after about every other new one, one
+    of the three best paused configurations (by its last value) is resumed for 1-3 epochs, so a
+    few dozen configurations are resumed, some up to ``max_budget``. Curves are noisy
+    exponential decays of a loss (``1 - loss`` for maximisation). Besides, ``n_configs // 50``
+    configurations blow up after one epoch (finite values 20-200 times worse than a typical
+    loss: the outliers a robust y range leaves out) and ``n_configs // 50`` diverge to NaN.
+
+    Example:
+        >>> study = crowded_study(60, seed=1)
+        >>> len({t.user_attrs["dyhpo_config"] for t in study.trials})
+        60
+    """
+    import math
+    import random
+
+    rng = random.Random(seed)
+    study = optuna.create_study(direction=direction, storage=storage)
+    minimize = direction == "minimize"
+    n_odd = n_configs // 50
+    blow_up = set(rng.sample(range(n_configs), n_odd))
+    diverge = set(rng.sample(sorted(set(range(n_configs)) - blow_up), n_odd))
+    shapes: dict[int, tuple[float, float, float]] = {}
+    losses: dict[int, list[float]] = {}
+    last_trial: dict[int, int] = {}
+    paused: list[int] = []
+    n_trials = 0
+
+    def run(config: int, n: int, parent: int | None) -> None:
+        nonlocal n_trials
+        floor, scale, rate = shapes[config]
+        start = len(losses[config]) + 1
+        for b in range(start, start + n):
+            losses[config].append(floor + scale * math.exp(-rate * b) + rng.gauss(0.0, 0.01))
+        done = len(losses[config]) == max_budget
+        values = [v if minimize else 1.0 - v for v in losses[config]]
+        last_trial[config] = add_segment(
+            study,
+            Seg(
+                config,
+                values,
+                start=start,
+                parent=parent,
+                state=TrialState.COMPLETE if done else TrialState.PRUNED,
+                status="completed" if done else "paused",
+            ),
+            params={"lr": 10 ** -(1 + 3 * rate), "wd": floor / 10},
+        )
+        n_trials += 1
+        if not done:
+            paused.append(config)
+
+    for i in range(n_configs):
+        config = n_trials
+        shapes[config] = (rng.uniform(0.05, 0.6), rng.uniform(0.3, 1.5), rng.uniform(0.05, 0.8))
+        losses[config] = []
+        if i in blow_up or i in diverge:
+            loss = rng.uniform(20.0, 200.0) if i in blow_up else math.nan
+            add_segment(
+                study,
+                Seg(
+                    config,
+                    [loss if minimize else 1.0 - loss],
+                    status="stopped" if i in blow_up else "diverged",
+                ),
+                params={"lr": 0.9, "wd": 0.09},
+            )
+            n_trials += 1
+            continue
+        run(config, rng.randint(1, 2), None)
+        if rng.random() < 0.5 and len(paused) > 1:
+            paused.sort(key=lambda c: losses[c][-1])
+            config = paused.pop(rng.randrange(min(3, len(paused))))
+            n = min(rng.randint(1, 3), max_budget - len(losses[config]))
+            run(config, n, last_trial[config])
+    return study
+
+
+# ---------------------------------------------------------------- PNG export in tests
+
+
+def require_png_export() -> None:
+    """Skip (fail on CI) unless kaleido and a Chromium are installed."""
+    import os
+    import shutil
+
+    import pytest
+
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI: kaleido missing (a dev dependency: PNG export needs it)")
+        pytest.skip("PNG export needs `pip install kaleido`")
+    if (shutil.which("chromium") or shutil.which("chromium-browser")) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI: chromium missing (run scripts/install-browser.sh)")
+        pytest.skip("kaleido needs Chrome/Chromium (scripts/install-browser.sh)")
+
+
+def to_png(fig: Any, **kwargs: Any) -> bytes:
+    """``fig.to_image(format="png", **kwargs)``, tried a second time on kaleido's page-load race.
+
+    On a loaded machine kaleido (1.x) sometimes evaluates before its page script has run
+    (``ReferenceError: kaleido_scopes is not defined``); any other error is raised at once.
+    """
+    try:
+        return bytes(fig.to_image(format="png", **kwargs))
+    except Exception as err:
+        if "kaleido_scopes is not defined" not in str(err):
+            raise
+    return bytes(fig.to_image(format="png", **kwargs))

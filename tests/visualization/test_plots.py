@@ -3,10 +3,8 @@ from __future__ import annotations
 from itertools import pairwise
 import json
 import math
-import os
 from pathlib import Path
 import re
-import shutil
 import subprocess
 import sys
 
@@ -24,7 +22,9 @@ from tests.visualization.dyhpo_studies import INCUMBENT_MINIMIZE
 from tests.visualization.dyhpo_studies import SCHEDULE
 from tests.visualization.dyhpo_studies import Seg
 from tests.visualization.dyhpo_studies import make_study
+from tests.visualization.dyhpo_studies import require_png_export
 from tests.visualization.dyhpo_studies import simulate_study
+from tests.visualization.dyhpo_studies import to_png
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -112,6 +112,57 @@ def test_race_agrees_with_core_epochs_spent() -> None:
 
     study = make_study()
     assert len(_trace(plot_race(study), "Epoch").x) == optuna_dyhpo.epochs_spent(study)
+
+
+@pytest.mark.parametrize(
+    ("direction", "top", "faded"), [("minimize", [0, 1], [2]), ("maximize", [0, 2], [1])]
+)
+def test_top_k_splits_the_hand_built_study(
+    direction: str, top: list[int], faded: list[int]
+) -> None:
+    """Best values: minimising 0.3, 0.45, 0.95; maximising 0.9, 0.8, 1.0 (configs 0, 1, 2)."""
+    study = make_study(direction)
+    race = plot_race(study, top_k=2)
+    assert list(race.layout.yaxis.categoryarray) == top
+    assert list(race.layout.yaxis.tickvals) == top
+    assert list(race.layout.yaxis2.categoryarray) == faded
+    assert set(_trace(race, "Epoch").y) == set(top)
+    rest = _trace(race, "Epoch, other configurations")
+    assert list(rest.x) == [i + 1 for i, (c, _, _) in enumerate(EPOCHS) if c in faded]
+    assert rest.yaxis == "y2" and rest.showlegend is False
+
+    curves = plot_learning_curves(study, top_k=2)
+    assert {t.name for t in curves.data} == {
+        "Other configurations",
+        *(f"Configuration {c}" for c in top),
+    }
+    other = _trace(curves, "Other configurations")
+    assert list(other.y) == [v for c, _, v in EPOCHS if c in faded]
+    assert other.showlegend is False
+    # Legend best first.
+    named = sorted(
+        (t for t in curves.data if t.showlegend is not False), key=lambda t: t.legendrank
+    )
+    best_first = top if direction == "minimize" else top[::-1]
+    assert [t.name for t in named] == [f"Configuration {c}" for c in best_first]
+
+    incumbent = plot_incumbent(study, top_k=2)
+    highlighted = _trace(incumbent, "Objective Value (top 2)")
+    assert list(highlighted.y) == pytest.approx([v for c, _, v in EPOCHS if c in top])
+    assert list(_trace(incumbent, "Other configurations").y) == pytest.approx(
+        [v for c, _, v in EPOCHS if c in faded]
+    )
+    expected = INCUMBENT_MINIMIZE if direction == "minimize" else INCUMBENT_MAXIMIZE
+    assert list(_trace(incumbent, "Best Value").y) == pytest.approx(expected)
+
+
+def test_race_labels_every_row_of_a_small_study_and_marks_the_best() -> None:
+    fig = plot_race(make_study("minimize"))
+    axis = fig.layout.yaxis
+    assert axis.tickmode == "array"
+    assert list(axis.tickvals) == [0, 1, 2]
+    assert list(axis.ticktext) == ["<b>0 (best)</b>", "1", "2"]
+    assert "yaxis2" not in fig.layout.to_plotly_json()
 
 
 # ---------------------------------------------------------------- learning curves
@@ -245,23 +296,10 @@ def test_figures_save_to_html_and_dashboard(tmp_path: Path) -> None:
     assert any(graph_id in key for key in attrs)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_figure_saves_to_png(tmp_path: Path) -> None:
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI: kaleido missing (a dev dependency: PNG export needs it)")
-        pytest.skip("PNG export needs `pip install kaleido`")
-    if _chromium() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI: chromium missing (run scripts/install-browser.sh)")
-        pytest.skip("kaleido needs Chrome/Chromium (scripts/install-browser.sh)")
+    require_png_export()
     out = tmp_path / "curves.png"
-    plot_learning_curves(make_study()).write_image(out, width=700, height=450)
+    out.write_bytes(to_png(plot_learning_curves(make_study()), width=700, height=450))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
 
@@ -330,9 +368,9 @@ def test_plots_of_a_real_dyhpo_study(tmp_path: Path) -> None:
     configs = optuna_dyhpo.get_configurations(study)
     assert any(len(c.trial_numbers) > 1 for c in configs), "no configuration was resumed"
 
-    epochs = _trace(plot_race(study), "Epoch")
+    epochs = _trace(plot_race(study, top_k=None), "Epoch")
     assert len(epochs.x) == optuna_dyhpo.epochs_spent(study)
-    curves = {t.name: t for t in plot_learning_curves(study).data}
+    curves = {t.name: t for t in plot_learning_curves(study, top_k=None).data}
     assert len(curves) == len(configs)
     for c in configs:
         trace = curves[f"Configuration {c.config_id}"]
