@@ -53,15 +53,18 @@ DEV_TASKS = (
 # name -> (EngineSettings overrides, SurrogateSettings overrides)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
-    "no-promotions": ({"promotion_probability": 0.0}, {}),
+    "next-step-ei": ({"acquisition": "next-step"}, {}),
+    "lookahead-ei": ({"acquisition": "lookahead"}, {}),
+    "no-promotions": ({"promotion_probability": 0.0, "hyperband_brackets": False}, {}),
+    "no-hyperband-brackets": ({"hyperband_brackets": False}, {}),
     "promotions-0.5": ({"promotion_probability": 0.5}, {}),
     "no-collapse-guard": ({"collapse_window": 10**9}, {}),
-    "up-to-budget-incumbent": ({"incumbent": "up-to-budget"}, {}),
-    "refit-every-5": ({"refit_every": 5}, {}),
-    "refit-every-50": ({"refit_every": 50}, {}),
+    "no-scratch-restarts": ({"stagnation": 0.0}, {}),
+    "up-to-budget-incumbent": ({"acquisition": "next-step", "incumbent": "up-to-budget"}, {}),
+    "refit-every-5": ({"refit_every": 5, "refit_growth": 0.0}, {}),
+    "refit-growth-only": ({"refit_every": 1, "refit_growth": 0.1}, {}),
     "rows-250": ({"max_rows": 250}, {}),
     "rows-1000": ({"max_rows": 1000}, {}),
-    "no-scratch-restarts": ({"stagnation": 0.0}, {}),
     "warm-steps-100": ({}, {"warm_steps": 100}),
     "fit-rows-512": ({}, {"max_fit_rows": 512}),
 }

@@ -1,4 +1,4 @@
-"""Fresh candidate configurations scored at every decision."""
+"""The current search space, and the fresh candidate configurations scored at every decision."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from typing import Any
 
+from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 
 from optuna_dyhpo._search_space import SearchSpaceEncoder
@@ -13,6 +14,30 @@ from optuna_dyhpo._state import Configuration
 
 if TYPE_CHECKING:
     import torch
+
+
+def current_space(configs: Sequence[Configuration]) -> dict[str, BaseDistribution]:
+    """Each parameter's distribution as the newest configuration that used it declared it
+    (a widened or narrowed range takes effect at once)."""
+    space: dict[str, BaseDistribution] = {}
+    for c in sorted(configs, key=lambda c: c.config_id, reverse=True):
+        for name, dist in c.distributions.items():
+            space.setdefault(name, dist)
+    return space
+
+
+def params_fit(params: dict[str, Any], space: dict[str, BaseDistribution]) -> list[str]:
+    """Names of ``params`` whose value the current ``space`` no longer contains."""
+    bad = []
+    for name, value in params.items():
+        dist = space.get(name)
+        try:
+            ok = dist is not None and dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            bad.append(name)
+    return bad
 
 
 def fresh_candidates(

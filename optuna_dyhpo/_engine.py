@@ -9,7 +9,6 @@ touches storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 import math
@@ -22,8 +21,11 @@ import weakref
 import numpy as np
 from optuna.distributions import BaseDistribution
 
+from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
+from optuna_dyhpo._candidates import params_fit
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
@@ -72,9 +74,10 @@ class EngineSettings:
         max_budget: Largest step a configuration may reach.
         n_startup_configs: Configurations started (one step each) before the model is used.
         n_candidates: Fresh configurations scored at every decision.
-        refit_every: New observations after which the surrogate is refitted (warm-started);
-            in between it is conditioned on the new data with its learned parameters. With
-            other workers' configurations pending, it is multiplied by the number of workers.
+        refit_every: New observations after which the surrogate is refitted (warm-started),
+            or ``refit_growth`` times the observations of the last fit if that is more; in
+            between it is conditioned on the new data with its learned parameters. With other
+            workers' configurations pending, it is multiplied by the number of workers.
         max_rows: Most rows the GP conditions on (every configuration's newest rows first).
         promotion_probability: Probability that a decision first asks successive halving
             for a promotion (Syne Tune's DyHPO mixes in promotions with 0.25).
@@ -89,6 +92,13 @@ class EngineSettings:
             observed at exactly ``b`` (the paper); ``"up-to-budget"`` with the best value
             observed at any budget up to ``b``, so that continuing a poor curve at a budget
             only poor curves reached is not rewarded.
+        hyperband_brackets: Promotions judge each configuration first at its Hyperband
+            bracket's budget (most after one epoch, a few only at ``max_budget``): a hedge
+            against early epochs that mislead, such as crossing learning curves.
+        acquisition: ``"next-step"``: expected improvement of each candidate's next step over
+            the incumbent at that budget (the paper); ``"lookahead"``: of its value at
+            ``max_budget`` (predicted from the curve so far, with a surrogate that also learns
+            from rows looking several steps ahead) over the best value observed.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
     """
 
@@ -96,12 +106,15 @@ class EngineSettings:
     n_startup_configs: int = 5
     n_candidates: int = 512
     refit_every: int = 20
+    refit_growth: float = 0.1
     max_rows: int = 500
     promotion_probability: float = 0.25
     eta: int = 3
     collapse_window: int = 10
     stagnation: float = 1.2
     incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
+    hyperband_brackets: bool = True
+    acquisition: Literal["next-step", "lookahead"] = "lookahead"
     surrogate: SurrogateSettings | None = None
 
 
@@ -137,30 +150,6 @@ class _Scope:
 
 
 _NO_SCOPE = _Scope()
-
-
-def current_space(configs: Sequence[Configuration]) -> dict[str, BaseDistribution]:
-    """Each parameter's distribution as the newest configuration that used it declared it
-    (a widened or narrowed range takes effect at once)."""
-    space: dict[str, BaseDistribution] = {}
-    for c in sorted(configs, key=lambda c: c.config_id, reverse=True):
-        for name, dist in c.distributions.items():
-            space.setdefault(name, dist)
-    return space
-
-
-def params_fit(params: dict[str, Any], space: dict[str, BaseDistribution]) -> list[str]:
-    """Names of ``params`` whose value the current ``space`` no longer contains."""
-    bad = []
-    for name, value in params.items():
-        dist = space.get(name)
-        try:
-            ok = dist is not None and dist._contains(dist.to_internal_repr(value))
-        except (ValueError, TypeError):
-            ok = False
-        if not ok:
-            bad.append(name)
-    return bad
 
 
 def _uniform(seed: int, *keys: int) -> float:
@@ -250,13 +239,17 @@ class DecisionEngine:
         n_obs = sum(c.last_step for c in observed)
         step = configs[running].last_step if running is not None else 0
         if _uniform(self.seed, n_obs, len(configs), step) < s.promotion_probability:
-            chosen = promotion(observed, existing, sign, s.max_budget, s.eta, running)
+            chosen = self._promotion(observed, existing, sign, running)
             if chosen is not None:
                 self.stats.promotions += 1
                 return self._step_to(chosen, running, math.nan, "successive halving")
+        # A diverged configuration informs the model too: its non-finite step counts as the
+        # worst value observed (else the model never learns where training diverges, and
+        # keeps proposing configurations there).
+        modelled = [c for c in ordered if c.curve or c.status == "diverged"]
         try:
             decision = self._decide_with_model(
-                observed, existing, pending, space, sign, running, scope, study_id, n_obs
+                modelled, existing, pending, space, sign, running, scope, study_id, n_obs
             )
         except FitError as err:
             self.stats.failed_fits += 1
@@ -264,12 +257,12 @@ class DecisionEngine:
             _logger.warning(
                 f"DyHPO's surrogate is unavailable ({reason}); successive halving decides."
             )
-            chosen = promotion(observed, existing, sign, s.max_budget, s.eta, running)
+            chosen = self._promotion(observed, existing, sign, running)
             if chosen is None:
                 return Decision("fresh", None, None, 1, math.nan, reason)
             return self._step_to(chosen, running, math.nan, reason)
         if decision.kind == "fresh" and self._collapsed(ordered):
-            chosen = promotion(observed, existing, sign, s.max_budget, s.eta, running)
+            chosen = self._promotion(observed, existing, sign, running)
             if chosen is not None:
                 if (scope, study_id, "collapse") not in self._warned:
                     self._warned.add((scope, study_id, "collapse"))
@@ -284,6 +277,22 @@ class DecisionEngine:
                 self.stats.promotions += 1
                 return self._step_to(chosen, running, decision.log_ei, "collapse")
         return decision
+
+    def _promotion(
+        self,
+        observed: list[Configuration],
+        existing: list[Configuration],
+        sign: float,
+        running: int | None,
+    ) -> Configuration | None:
+        s = self.settings
+        floors = None
+        if s.hyperband_brackets:
+            floors = {
+                c.config_id: bracket_floor(self.seed, c.config_id, s.max_budget, s.eta)
+                for c in existing
+            }
+        return promotion(observed, existing, sign, s.max_budget, s.eta, running, floors)
 
     def _still_valid(
         self, c: Configuration, space: dict[str, BaseDistribution], scope: Any, study_id: int
@@ -316,7 +325,7 @@ class DecisionEngine:
         from optuna_dyhpo._gp import Surrogate
 
         s = self.settings
-        rows, targets = table.training_rows()
+        rows, targets = table.training_rows(s.acquisition == "lookahead")
         # Reference rule: a fit from scratch after a long stretch without a new best value.
         improved_at = table.last_improvement()
         patience = int(s.stagnation * s.max_budget)
@@ -331,7 +340,9 @@ class DecisionEngine:
                 cache.surrogate, cache.scratch_next = surrogate, False
                 cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
                 self.stats.scratch_fits += 1
-            elif n_obs - cache.fit_obs >= s.refit_every * (1 + n_pending):
+            elif n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
+                1 + n_pending
+            ):
                 try:
                     cache.surrogate.fit(rows, targets, warm_start=True)
                     self.stats.warm_fits += 1
@@ -376,18 +387,27 @@ class DecisionEngine:
         ).reshape(len(observed), encoder.dim)
         width = s.max_budget + 1
         recency = [[t * width + b for b, t in enumerate(_owners(c), 1)] for c in observed]
-        table = CurveTable.build(x_cfg, [c.curve for c in observed], recency, sign, s.max_budget)
+        worst = min((sign * v for c in observed for v in c.curve), default=0.0)
+        curves = [
+            c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed
+        ]
+        table = CurveTable.build(x_cfg, curves, recency, sign, s.max_budget)
+        n_obs = int(table.lengths.sum())
         self._fit(cache, table, n_obs, len(pending), encoder.dim)
         surrogate = cache.surrogate
         assert surrogate is not None
 
         row_of = {c.config_id: i for i, c in enumerate(observed)}
-        data_key = (tuple((c.config_id, c.last_step) for c in observed), cache.fit_obs)
+        data_key = (
+            tuple((c.config_id, len(r)) for c, r in zip(observed, recency, strict=True)),
+            cache.fit_obs,
+        )
         pending_key = tuple((c.config_id, c.last_step) for c in pending)
         t0 = time.perf_counter()
         if cache.conditioned != (data_key, pending_key):
-            rows, targets = table.training_rows()
-            keep = table.conditioning_subset(s.max_rows)
+            lookahead = s.acquisition == "lookahead"
+            rows, targets = table.training_rows(lookahead)
+            keep = table.conditioning_subset(s.max_rows, lookahead)
             rows, targets = rows.select(keep), targets[keep]
             surrogate.condition(rows, targets)
             if pending:
@@ -404,23 +424,29 @@ class DecisionEngine:
             cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed)
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
+        # Look-ahead: every candidate is scored by its predicted value at the maximum budget
+        # against the best value observed (as DPL and ifBO do); next-step: at its next budget
+        # against the best value observed at that budget (the paper).
+        target = s.max_budget if s.acquisition == "lookahead" else None
         if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
-            mean_f, std_f = surrogate.predict(table.fresh_rows(fresh_x))
+            mean_f, std_f = surrogate.predict(table.fresh_rows(fresh_x, target or 1))
             cache.fresh_pred = (cache.conditioned, mean_f, std_f)
         _, mean_f, std_f = cache.fresh_pred
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)
         if len(existing):
-            mean_e, std_e = surrogate.predict(table.next_step_rows(idx))
+            mean_e, std_e = surrogate.predict(table.next_step_rows(idx, target))
         else:
             mean_e = std_e = torch.zeros(0, dtype=torch.float64)
         self.stats.predict_seconds += time.perf_counter() - t0
 
         n_fresh = int(fresh_x.shape[0])
-        budgets = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
+        if target is not None:
+            incumbent = torch.full((len(existing) + n_fresh,), table.best(), dtype=torch.float64)
+        else:
+            budgets = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
+            incumbent = table.incumbents(budgets, cumulative=s.incumbent == "up-to-budget")
         log_ei = log_expected_improvement(
-            torch.cat([mean_e, mean_f]),
-            torch.cat([std_e, std_f]),
-            table.incumbents(budgets, cumulative=s.incumbent == "up-to-budget"),
+            torch.cat([mean_e, mean_f]), torch.cat([std_e, std_f]), incumbent
         )
         best = int(torch.argmax(log_ei))
         score = float(log_ei[best])
@@ -432,7 +458,9 @@ class DecisionEngine:
 
 
 def _owners(c: Configuration) -> list[int]:
-    """The trial that trained each step (the configuration id where unknown)."""
-    if len(c.step_trials) == c.last_step:
-        return c.step_trials
-    return [c.config_id] * c.last_step
+    """The trial that trained each step the model sees (the configuration id where unknown;
+    a diverged configuration's last trial for its non-finite step)."""
+    owners = c.step_trials if len(c.step_trials) == c.last_step else [c.config_id] * c.last_step
+    if c.status == "diverged":
+        owners = [*owners, c.trial_numbers[-1] if c.trial_numbers else c.config_id]
+    return owners

@@ -14,7 +14,11 @@ that reached that rung; once promoted it keeps the right to train up to the next
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence
+import math
+
+import numpy as np
 
 from optuna_dyhpo._state import Configuration
 
@@ -29,6 +33,21 @@ def rungs(max_budget: int, eta: int) -> list[int]:
     return out
 
 
+def bracket_floor(seed: int, config_id: int, max_budget: int, eta: int) -> int:
+    """The budget a configuration trains before successive halving judges it.
+
+    Hyperband's hedge against misleading early epochs: a configuration falls into bracket
+    ``s`` (judged first at ``max_budget / eta^s``) with probability proportional to the number
+    of configurations Hyperband starts in that bracket, ``ceil((s_max + 1) / (s + 1) eta^s)``.
+    Most configurations are judged after one epoch; a few train to the maximum budget.
+    """
+    s_max = max(0, math.floor(math.log(max_budget) / math.log(eta) + 1e-9))
+    weights = np.array([math.ceil((s_max + 1) / (s + 1) * eta**s) for s in range(s_max + 1)])
+    u = float(np.random.default_rng([seed, config_id & 0x7FFFFFFF, 7]).random())
+    s = int(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"))
+    return max(1, round(max_budget / eta ** min(s, s_max)))
+
+
 def promotion(
     observed: Sequence[Configuration],
     candidates: Sequence[Configuration],
@@ -36,6 +55,7 @@ def promotion(
     max_budget: int,
     eta: int,
     running: int | None = None,
+    floors: Mapping[int, int] | None = None,
 ) -> Configuration | None:
     """The configuration successive halving gives the next step to, or ``None`` (start a new
     one).
@@ -49,6 +69,8 @@ def promotion(
         eta: Reduction factor between rungs.
         running: The configuration whose trial asks, if any: it keeps training while it is on
             its way to the next rung or may be promoted from its rung.
+        floors: Per configuration id, the budget it trains before it is judged (Hyperband
+            brackets, see :func:`bracket_floor`); configurations below it come first.
 
     Returns:
         The running configuration if it keeps its right to train; else a paused configuration
@@ -63,10 +85,14 @@ def promotion(
         top[r] = {c.config_id for c in reached[: len(reached) // eta]}
 
     def key(c: Configuration) -> tuple[int, int, float] | None:
-        """(priority, rung, value): in progress beats promotable; None if neither."""
+        """(priority, rung, value): below its bracket's first rung beats on its way to a rung
+        beats promotable; None if none of these."""
         step = c.last_step
         if step >= max_budget or step < 1:
             return None
+        floor = 1 if floors is None else floors.get(c.config_id, 1)
+        if step < floor:
+            return (3, floor, sign * c.curve[-1])
         rung = max(r for r in levels if r <= step)
         if step > rung:
             return (2, rung, sign * c.curve[-1])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from optuna.distributions import FloatDistribution
 import pytest
@@ -27,8 +28,15 @@ def _configs(sign: float = 1.0) -> dict[int, Configuration]:
 
 
 def _engine() -> DecisionEngine:
-    # Pure DyHPO decisions (no successive-halving promotions mixed in).
-    settings = EngineSettings(10, n_startup_configs=3, n_candidates=64, promotion_probability=0)
+    # The paper's next-step rule alone (no promotions mixed in).
+    settings = EngineSettings(
+        10,
+        n_startup_configs=3,
+        n_candidates=64,
+        promotion_probability=0,
+        hyperband_brackets=False,
+        acquisition="next-step",
+    )
     return DecisionEngine(settings, seed=0)
 
 
@@ -209,7 +217,7 @@ def test_a_widened_range_takes_effect_for_fresh_candidates() -> None:
         d = engine.decide(configs, maximize=True)
         if d.kind == "fresh" and d.params is not None:
             seen.append(d.params["x"])
-    from optuna_dyhpo._engine import current_space
+    from optuna_dyhpo._candidates import current_space
 
     assert current_space(list(configs.values()))["x"] == wide["x"]
     assert all(0.0 <= v <= 10.0 for v in seen)
@@ -256,5 +264,89 @@ def test_cost_depends_on_observed_curves_not_on_max_budget() -> None:
     assert d.kind in ("fresh", "resume")
     cache = next(iter(next(iter(engine._caches.values())).values()))
     assert cache.surrogate is not None
-    width = cache.surrogate._model.train_inputs[0].shape[1]  # d + 1 + 2 * longest curve
-    assert width == 1 + 1 + 2 * 3
+    width = cache.surrogate._model.train_inputs[0].shape[1]  # d + 2 + 2 * longest curve
+    assert width == 1 + 2 + 2 * 3
+
+
+def test_diverged_configurations_inform_the_model() -> None:
+    """Configurations that diverged at their first step are rows at the worst value: the model
+    learns where training diverges instead of proposing it again and again."""
+    configs = _configs()
+    for i in range(10, 30):  # every x above 0.8 diverged at once
+        x = 0.8 + 0.01 * (i - 10)
+        configs[i] = Configuration(i, {"x": x}, [], [i], "diverged", dict(SPACE))
+    engine = _engine()
+    chosen = []
+    for k in range(6):  # a few decisions on growing data (new fresh candidates each time)
+        configs[100 + k] = Configuration(
+            100 + k, {"x": 0.3}, [0.3 * 0.5], [100 + k], "paused", dict(SPACE)
+        )
+        d = engine.decide(configs, maximize=True)
+        if d.kind == "fresh":
+            assert d.params is not None
+            chosen.append(d.params["x"])
+    assert all(x < 0.8 for x in chosen)
+
+
+def test_lookahead_rows_see_shorter_prefixes() -> None:
+    import torch
+
+    from optuna_dyhpo._gp import CurveTable
+
+    x = torch.zeros((1, 1), dtype=torch.float64)
+    table = CurveTable.build(x, [[0.1, 0.2, 0.3, 0.4, 0.5]], [[1, 2, 3, 4, 5]], 1.0, 10)
+    one, _ = table.training_rows(lookahead=False)
+    both, targets = table.training_rows(lookahead=True)
+    assert one.n == 5 and both.n == 9  # one look-ahead row per observation at b >= 2
+    seen = both.masks.sum(dim=1)
+    budgets = torch.round(both.budgets * 10).long()
+    assert torch.all(seen <= budgets - 1)
+    assert torch.all(seen[5:] < budgets[5:] - 1)  # the look-ahead rows skip steps
+    assert torch.allclose(both.prefix, seen / 10)
+    # Scored at max_budget from the whole curve.
+    rows = table.next_step_rows(torch.tensor([0]), target=10)
+    assert float(rows.budgets[0]) == 1.0 and float(rows.masks.sum()) == 5
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_lookahead_decisions_are_valid(maximize: bool) -> None:
+    configs = _configs(1.0 if maximize else -1.0)
+    configs[0].status = "running"
+    settings = EngineSettings(
+        10, n_startup_configs=3, n_candidates=64, promotion_probability=0, acquisition="lookahead"
+    )
+    d = DecisionEngine(settings, seed=0).decide(configs, maximize=maximize, running=0)
+    assert d.reason == "ei" and math.isfinite(d.log_ei)
+    if d.kind != "fresh":
+        assert d.config_id is not None and d.budget == configs[d.config_id].last_step + 1
+
+
+def _crossing(b: int, x: float) -> float:
+    """Fast starters (x < 0.5) plateau at 0.5; slow starters end near 0.9."""
+    return 0.5 * (1 - 0.3**b) if x < 0.5 else 0.9 * (1 - 0.85**b)
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lookahead_sees_that_slow_starters_end_higher(maximize: bool, seed: int) -> None:
+    """Crossing curves: with look-ahead rows, the surrogate predicts from three steps that the
+    slow starter ends higher at ``max_budget`` although the fast starter leads now; the
+    next-step rule scores the fast starter higher."""
+    import torch
+
+    from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._gp import Surrogate
+
+    sign = 1.0 if maximize else -1.0
+    xs = [0.05, 0.1, 0.15, 0.2, 0.3, 0.35, 0.6, 0.65, 0.7, 0.75, 0.85, 0.9]
+    curves = [[sign * _crossing(b, x) for b in range(1, 11)] for x in xs]
+    curves += [[sign * _crossing(b, x) for b in range(1, 4)] for x in (0.25, 0.8)]
+    x = torch.tensor([[v] for v in [*xs, 0.25, 0.8]], dtype=torch.float64)
+    recency = [[i * 20 + b for b in range(len(c))] for i, c in enumerate(curves)]
+    table = CurveTable.build(x, curves, recency, sign, 10)
+    model = Surrogate(1, seed=seed)
+    rows, targets = table.training_rows(lookahead=True)
+    model.fit(rows, targets, warm_start=False)
+    final, _ = model.predict(table.next_step_rows(torch.tensor([12, 13]), target=10))
+    assert float(final[1]) > float(final[0])  # the slow starter (x = 0.8) ends higher
+    assert float(table.curves[12, 2]) > float(table.curves[13, 2])  # the fast one leads now

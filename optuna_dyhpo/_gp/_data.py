@@ -14,25 +14,36 @@ class SurrogateInputs:
     Attributes:
         params: Encoded hyperparameters, shape ``(n, d)``, each feature in ``[0, 1]`` (or a
             negative sentinel for an inactive conditional parameter).
-        budgets: Budget of each row divided by the maximum budget, shape ``(n,)``.
-        curves: Normalised learning curve observed *before* the row's budget, left aligned and
-            zero padded, shape ``(n, max_budget)``.
-        masks: 1 where ``curves`` holds an observation, 0 for padding, shape ``(n, max_budget)``.
+        budgets: Budget of each row (the step whose value it predicts) divided by the maximum
+            budget, shape ``(n,)``.
+        curves: Normalised learning curve the row sees (a prefix of the curve observed before
+            its budget), left aligned and zero padded, shape ``(n, width)``.
+        masks: 1 where ``curves`` holds an observation, 0 for padding, shape ``(n, width)``.
+        prefix: Length of the seen prefix divided by the maximum budget, shape ``(n,)``: a row
+            may look several steps ahead of what it sees.
     """
 
     params: torch.Tensor
     budgets: torch.Tensor
     curves: torch.Tensor
     masks: torch.Tensor
+    prefix: torch.Tensor
 
     @property
     def n(self) -> int:
         return int(self.params.shape[0])
 
     def pack(self) -> torch.Tensor:
-        """One ``(n, d + 1 + 2 * max_budget)`` tensor, the layout the feature extractor reads."""
+        """One ``(n, d + 2 + 2 * width)`` tensor, the layout the feature extractor reads."""
         return torch.cat(
-            [self.params, self.budgets.unsqueeze(-1), self.curves, self.masks], dim=-1
+            [
+                self.params,
+                self.budgets.unsqueeze(-1),
+                self.prefix.unsqueeze(-1),
+                self.curves,
+                self.masks,
+            ],
+            dim=-1,
         )
 
     def concat(self, other: SurrogateInputs) -> SurrogateInputs:
@@ -42,11 +53,16 @@ class SurrogateInputs:
             torch.cat([self.budgets, other.budgets]),
             torch.cat([self.curves, other.curves]),
             torch.cat([self.masks, other.masks]),
+            torch.cat([self.prefix, other.prefix]),
         )
 
     def select(self, index: torch.Tensor) -> SurrogateInputs:
         return SurrogateInputs(
-            self.params[index], self.budgets[index], self.curves[index], self.masks[index]
+            self.params[index],
+            self.budgets[index],
+            self.curves[index],
+            self.masks[index],
+            self.prefix[index],
         )
 
     @staticmethod
@@ -73,7 +89,8 @@ class SurrogateInputs:
                 curves[i, :k] = torch.as_tensor(prefix[:k], dtype=torch.float64)
                 masks[i, :k] = 1.0
         b = torch.as_tensor(list(budgets), dtype=torch.float64) / float(max_budget)
-        return SurrogateInputs(params.to(torch.float64), b, curves, masks)
+        seen = masks.sum(dim=-1) / float(max_budget)
+        return SurrogateInputs(params.to(torch.float64), b, curves, masks, seen)
 
 
 def normalise_targets(values: torch.Tensor) -> tuple[float, float]:
@@ -153,68 +170,98 @@ class CurveTable:
     def width(self) -> int:
         return int(self.curves.shape[1])
 
-    def _rows(self, cfg: torch.Tensor, budgets: torch.Tensor) -> SurrogateInputs:
-        mask = (torch.arange(self.width).unsqueeze(0) < (budgets - 1).unsqueeze(1)).to(
-            torch.float64
-        )
+    def _rows(
+        self, cfg: torch.Tensor, budgets: torch.Tensor, seen: torch.Tensor
+    ) -> SurrogateInputs:
+        """Rows predicting step ``budgets`` of configurations ``cfg`` from their first
+        ``seen`` steps."""
+        mask = (torch.arange(self.width).unsqueeze(0) < seen.unsqueeze(1)).to(torch.float64)
         return SurrogateInputs(
-            self.x[cfg], budgets.to(torch.float64) / self.max_budget, self.curves[cfg] * mask, mask
+            self.x[cfg],
+            budgets.to(torch.float64) / self.max_budget,
+            self.curves[cfg] * mask,
+            mask,
+            seen.to(torch.float64) / self.max_budget,
         )
 
-    def _observations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(configuration index, budget) of every observation, oldest first."""
+    def _observations(self, lookahead: bool) -> tuple[torch.Tensor, ...]:
+        """(configuration index, budget, seen steps, depth key) of every training row, oldest
+        observation first.
+
+        Every observation gives the one-step row that sees the whole curve before it. With
+        ``lookahead``, an observation at budget ``b >= 2`` also gives a row that sees only the
+        first ``k < b - 1`` steps (``k`` spread deterministically over ``0 .. b - 2``), so the
+        surrogate learns to predict several steps ahead.
+        """
         cfg = torch.repeat_interleave(torch.arange(self.n), self.lengths)
         budgets = torch.cat([torch.arange(1, int(k) + 1) for k in self.lengths])
         order = torch.argsort(self.recency[cfg, budgets - 1], stable=True)
-        return cfg[order], budgets[order]
+        cfg, budgets = cfg[order], budgets[order]
+        seen = budgets - 1
+        depth = (self.lengths[cfg] - budgets).to(torch.float64)
+        if not lookahead:
+            return cfg, budgets, seen, depth
+        far = budgets >= 2
+        # A low-discrepancy spread of the prefix length over 0 .. b - 2.
+        golden = 0.6180339887498949
+        frac = torch.remainder((cfg * 7919 + budgets).to(torch.float64) * golden, 1.0)
+        k = torch.floor(frac[far] * (budgets[far] - 1).to(torch.float64)).to(torch.long)
+        return (
+            torch.cat([cfg, cfg[far]]),
+            torch.cat([budgets, budgets[far]]),
+            torch.cat([seen, k]),
+            torch.cat([depth, depth[far] + 0.25]),
+        )
 
-    def training_rows(self) -> tuple[SurrogateInputs, torch.Tensor]:
-        """One row ``(config, b, curve[:b-1]) -> curve[b]`` per observation, oldest first.
+    def training_rows(self, lookahead: bool = False) -> tuple[SurrogateInputs, torch.Tensor]:
+        """Rows ``(config, b, curve[:k]) -> curve[b]``: one per observation with ``k = b - 1``
+        (oldest first), then the look-ahead rows (see :meth:`_observations`).
 
         Returns:
             The rows and their targets.
         """
-        cfg, budgets = self._observations()
-        return self._rows(cfg, budgets), self.curves[cfg, budgets - 1]
+        cfg, budgets, seen, _ = self._observations(lookahead)
+        return self._rows(cfg, budgets, seen), self.curves[cfg, budgets - 1]
 
     def last_improvement(self) -> int:
         """Index, in arrival order, of the last observation that set a new best value."""
-        cfg, budgets = self._observations()
+        cfg, budgets, _, _ = self._observations(False)
         values = self.curves[cfg, budgets - 1]
         improved = torch.nonzero(values >= torch.cummax(values, dim=0).values).flatten()
         return int(improved[-1]) if len(improved) else 0
 
-    def conditioning_subset(self, max_rows: int) -> torch.Tensor:
+    def conditioning_subset(self, max_rows: int, lookahead: bool = False) -> torch.Tensor:
         """Indices (into :meth:`training_rows`, ascending) of at most ``max_rows`` rows to
         condition the GP on: every configuration's newest rows first (its older rows are
         prefixes of the curve its newest row already sees), the better configurations' first
         among rows equally deep."""
-        cfg, budgets = self._observations()
+        cfg, _, _, depth = self._observations(lookahead)
         if len(cfg) <= max_rows:
             return torch.arange(len(cfg))
         last = self.curves[torch.arange(self.n), self.lengths - 1]
         rank = torch.argsort(torch.argsort(last, descending=True)).to(torch.float64)
-        key = (self.lengths[cfg] - budgets).to(torch.float64) + 0.5 * rank[cfg] / self.n
+        key = depth + 0.1 * rank[cfg] / self.n
         return torch.argsort(key, stable=True)[:max_rows].sort().values
 
-    def next_step_rows(self, index: torch.Tensor) -> SurrogateInputs:
-        """Rows that predict each listed configuration's next step."""
+    def next_step_rows(self, index: torch.Tensor, target: int | None = None) -> SurrogateInputs:
+        """Rows that predict each listed configuration's next step (or step ``target``) from
+        its whole curve."""
         lengths = self.lengths[index]
-        width = self.width
-        mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).to(torch.float64)
-        return SurrogateInputs(
-            self.x[index],
-            (lengths + 1).to(torch.float64) / self.max_budget,
-            self.curves[index] * mask,
-            mask,
-        )
+        budgets = lengths + 1 if target is None else torch.full_like(lengths, target)
+        return self._rows(index, budgets, lengths)
 
-    def fresh_rows(self, x: torch.Tensor) -> SurrogateInputs:
-        """Rows that predict the first step of new configurations ``x``."""
+    def fresh_rows(self, x: torch.Tensor, target: int = 1) -> SurrogateInputs:
+        """Rows that predict step ``target`` of new configurations ``x``."""
         m = int(x.shape[0])
         zeros = torch.zeros((m, self.width), dtype=torch.float64)
-        budgets = torch.full((m,), 1.0 / self.max_budget, dtype=torch.float64)
-        return SurrogateInputs(x.to(torch.float64), budgets, zeros, zeros.clone())
+        budgets = torch.full((m,), target / self.max_budget, dtype=torch.float64)
+        none = torch.zeros(m, dtype=torch.float64)
+        return SurrogateInputs(x.to(torch.float64), budgets, zeros, zeros.clone(), none)
+
+    def best(self) -> float:
+        """The best normalised value observed."""
+        valid = torch.arange(self.width).unsqueeze(0) < self.lengths.unsqueeze(1)
+        return float(torch.where(valid, self.curves, -math.inf).max())
 
     def incumbents(self, budgets: torch.Tensor, cumulative: bool = False) -> torch.Tensor:
         """DyHPO's incumbent for a candidate at each budget: the best normalised value observed

@@ -74,17 +74,17 @@ class _FeatureExtractor(nn.Module):
     def __init__(self, n_params: int, s: SurrogateSettings) -> None:
         super().__init__()
         self._n_params = n_params
-        self.fc_hp = nn.Linear(n_params + 1, s.hidden)
+        self.fc_hp = nn.Linear(n_params + 2, s.hidden)
         self.conv = _CurveConv(2, s.n_filters, s.kernel_size)
         self.fc_out = nn.Linear(s.hidden + s.n_filters, s.out_features)
         self.act = nn.LeakyReLU()
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         d = self._n_params
-        L = (packed.shape[-1] - d - 1) // 2  # the curve width: the longest observed curve
-        hp = packed[..., : d + 1]
-        curve = packed[..., d + 1 : d + 1 + L]
-        mask = packed[..., d + 1 + L : d + 1 + 2 * L]
+        L = (packed.shape[-1] - d - 2) // 2  # the curve width: the longest observed curve
+        hp = packed[..., : d + 2]
+        curve = packed[..., d + 2 : d + 2 + L]
+        mask = packed[..., d + 2 + L : d + 2 + 2 * L]
         h = self.act(self.fc_hp(hp))
         c = self.conv(torch.stack([curve, mask], dim=-2))
         # Padding must not win the max-pool: push masked positions far down before pooling.
