@@ -8,8 +8,10 @@ Run:
     python examples/hpo4dl_migration.py            # max_budget=1000 epochs, as in HPO4DL
     python examples/hpo4dl_migration.py --smoke    # max_budget=40 epochs (used by the tests)
 
-Then open the study in optuna-dashboard:
-    optuna-dashboard sqlite:///hpo4dl_results/dyhpo.db
+Every run writes a new experiment folder, as HPO4DL does:
+``hpo4dl_results/experiment_<YYYYmmdd-HHMMSS>/`` with ``hpo4dl_results.csv``,
+``configuration_space.json``, ``checkpoints/`` (the best configuration's checkpoint folder) and
+``dyhpo.db`` (the Optuna study; the script prints the optuna-dashboard command).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Union
 from ConfigSpace import ConfigurationSpace
 
 from optuna_dyhpo import Tuner
+from optuna_dyhpo import get_configurations
 
 
 def objective_function(
@@ -62,15 +65,19 @@ def main() -> None:
     incumbent = tuner.run()
 
     seconds = time.perf_counter() - started
-    configs = {int(t.user_attrs["dyhpo_config"]) for t in tuner.study.trials}
-    print(f"incumbent:      {incumbent}")
-    print(f"x:              {incumbent['configuration']['x']:.6f}")
-    print(f"metric:         {incumbent['metric']:.3g}")
-    print(f"trials:         {len(tuner.study.trials)} ({len(configs)} configurations)")
-    print(f"epochs spent:   {sum(1 for _ in open(tuner.results_path)) - 1}")
-    print(f"runtime:        {seconds:.1f} s")
-    print(f"results:        {tuner.results_path}")
-    print(f"dashboard:      optuna-dashboard {tuner.storage_url}")
+    configs = get_configurations(tuner.study)
+    with open(tuner.results_path) as f:
+        epochs = sum(1 for _ in f) - 1
+    print(f"incumbent:       {incumbent}")
+    print(f"x:               {incumbent['configuration']['x']:.6f}")
+    print(f"metric:          {incumbent['metric']:.3g}")
+    print(f"trials:          {len(tuner.study.trials)} ({len(configs)} configurations)")
+    print(f"epochs spent:    {epochs}")
+    print(f"runtime:         {seconds:.1f} s")
+    print(f"experiment:      {tuner.output_path}")
+    print(f"results:         {tuner.results_path}")
+    print(f"best checkpoint: {tuner.best_checkpoint_path}")
+    print(f"dashboard:       optuna-dashboard {tuner.storage_url}")
 
 
 if __name__ == "__main__":

@@ -42,17 +42,38 @@ def test_hpo4dl_migration_smoke(tmp_path: Path) -> None:
     # Quiet by default, like HPO4DL: no per-trial Optuna log lines.
     assert "Trial 0" not in out.stderr and "[I " not in out.stderr
 
-    with (tmp_path / "results.csv").open(newline="") as f:
+    # HPO4DL's layout: one new experiment folder per run; the checkpoint storage is gone.
+    (experiment,) = tmp_path.iterdir()
+    assert re.fullmatch(r"experiment_\d{8}-\d{6}", experiment.name)
+    assert f"experiment:      {experiment}" in text
+    assert sorted(p.name for p in experiment.iterdir()) == [
+        "checkpoints",
+        "configuration_space.json",
+        "dyhpo.db",
+        "hpo4dl_results.csv",
+    ]
+    with (experiment / "hpo4dl_results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
+    assert list(rows[0]) == [
+        "",
+        "epoch",
+        "metric",
+        "configuration_id",
+        "configuration",
+        "time",
+        "overhead_time",
+        "total_time",
+        "best_metric",
+        "trial",
+    ]
     assert len(rows) == 40
-    assert min(float(r["metric"]) for r in rows) == pytest.approx((x - 2) ** 2, abs=1e-5)
-    study = optuna.load_study(study_name="dyhpo", storage=f"sqlite:///{tmp_path / 'dyhpo.db'}")
+    assert float(rows[-1]["best_metric"]) == pytest.approx((x - 2) ** 2, abs=1e-5)
+    assert min(float(r["metric"]) for r in rows) == float(rows[-1]["best_metric"])
+    study = optuna.load_study(study_name="dyhpo", storage=f"sqlite:///{experiment / 'dyhpo.db'}")
     assert epochs_spent(study) == 40
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     # The README's objective saves nothing: the best checkpoint folder exists and is empty.
-    assert (tmp_path / "best_checkpoint").is_dir()
-    assert not any((tmp_path / "best_checkpoint").iterdir())
-    assert not (tmp_path / "checkpoints").exists()
+    assert not any((experiment / "checkpoints").iterdir())
 
 
 def test_visualize_smoke(tmp_path: Path) -> None:
