@@ -85,9 +85,9 @@ class EngineSettings:
         collapse_window: When this many newest configurations all stopped after one step and
             DyHPO would start yet another one, a successive-halving promotion is made instead
             (with a warning): no configuration stays at one step because all the others do.
-        stagnation: A fit from scratch happens after ``stagnation * max_budget`` observations
-            without a new best value (the reference implementation's restart rule); ``0``
-            turns it off.
+        stagnation: A fit from scratch happens after ``stagnation * max_budget`` (at least 60)
+            observations without a new best value (the reference implementation's restart
+            rule); ``0`` turns it off.
         incumbent: ``"at-budget"`` compares a candidate at budget ``b`` with the best value
             observed at exactly ``b`` (the paper); ``"up-to-budget"`` with the best value
             observed at any budget up to ``b``, so that continuing a poor curve at a budget
@@ -328,7 +328,9 @@ class DecisionEngine:
         rows, targets = table.training_rows(s.acquisition == "lookahead")
         # Reference rule: a fit from scratch after a long stretch without a new best value.
         improved_at = table.last_improvement()
-        patience = int(s.stagnation * s.max_budget)
+        # At least 60 observations (the rule's value on LCBench, where it was measured): with a
+        # small max_budget it would otherwise refit from scratch every few epochs.
+        patience = max(int(s.stagnation * s.max_budget), 60) if s.stagnation > 0 else 0
         restart = (
             n_obs - 1 - improved_at >= patience and cache.last_scratch_obs < improved_at + patience
         )

@@ -50,6 +50,7 @@ def test_steps_out_of_order_fail_only_that_trial(steps: list[int], message: str)
             trial.should_prune()
         return 0.5
 
+    study.enqueue_trial({"x": 0.5})  # an enqueued trial starts a new configuration at step 1
     with pytest.raises(ValueError, match=message):
         study.optimize(bad, n_trials=1)
     assert study.trials[-1].state == TrialState.FAIL
