@@ -332,7 +332,9 @@ class DecisionEngine:
         # small max_budget it would otherwise refit from scratch every few epochs.
         patience = max(int(s.stagnation * s.max_budget), 60) if s.stagnation > 0 else 0
         restart = (
-            n_obs - 1 - improved_at >= patience and cache.last_scratch_obs < improved_at + patience
+            patience > 0
+            and n_obs - 1 - improved_at >= patience
+            and cache.last_scratch_obs < improved_at + patience
         )
         t0 = time.perf_counter()
         try:
