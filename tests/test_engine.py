@@ -350,3 +350,15 @@ def test_lookahead_sees_that_slow_starters_end_higher(maximize: bool, seed: int)
     final, _ = model.predict(table.next_step_rows(torch.tensor([12, 13]), target=10))
     assert float(final[1]) > float(final[0])  # the slow starter (x = 0.8) ends higher
     assert float(table.curves[12, 2]) > float(table.curves[13, 2])  # the fast one leads now
+
+
+def test_stagnation_zero_turns_the_restart_rule_off() -> None:
+    settings = EngineSettings(10, n_candidates=16, promotion_probability=0, stagnation=0.0)
+    engine = DecisionEngine(settings, seed=0)
+    configs = _configs()
+    for k in range(3):  # no new best value for a while: still no fit from scratch
+        configs[20 + k] = Configuration(
+            20 + k, {"x": 0.01}, [0.0], [20 + k], "paused", dict(SPACE)
+        )
+        engine.decide(configs, maximize=True)
+    assert engine.stats.scratch_fits == 1
