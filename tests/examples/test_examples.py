@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from optuna_dyhpo import epochs_spent
+from tests.test_tuner import HPO4DL_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,18 +55,7 @@ def test_hpo4dl_migration_smoke(tmp_path: Path) -> None:
     ]
     with (experiment / "hpo4dl_results.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == [
-        "",
-        "epoch",
-        "metric",
-        "configuration_id",
-        "configuration",
-        "time",
-        "overhead_time",
-        "total_time",
-        "best_metric",
-        "trial",
-    ]
+    assert list(rows[0]) == HPO4DL_COLUMNS
     assert len(rows) == 40
     assert float(rows[-1]["best_metric"]) == pytest.approx((x - 2) ** 2, abs=1e-5)
     assert min(float(r["metric"]) for r in rows) == float(rows[-1]["best_metric"])

@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import optuna
-from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from optuna.trial import create_trial
 
 from optuna_dyhpo import get_configurations
 from optuna_dyhpo.visualization._utils import read_study
-
-
-def _segment(
-    state: TrialState,
-    config: int,
-    start: int,
-    parent: int | None,
-    values: dict[int, float],
-    status: str | None,
-    paused_at: int | None = None,
-) -> optuna.trial.FrozenTrial:  # noqa: E501
-    return create_trial(
-        state=state,
-        params={"x": 0.5},
-        distributions={"x": FloatDistribution(0.0, 1.0)},
-        intermediate_values=values,
-        system_attrs={
-            "dyhpo:segment": {"config": config, "start": start, "parent": parent},
-            **({} if paused_at is None else {"dyhpo:paused_at": paused_at}),
-        },
-        user_attrs={} if status is None else {"dyhpo_status": status},
-    )
+from tests.test_state import _trial
 
 
 def test_a_crashed_continuation_reads_as_dyhpo_sees_it() -> None:
     """Its configuration is paused again at the last checkpoint; the crashed steps were spent
     (they are epochs of the race) but are not part of the curve."""
     study = optuna.create_study(direction="maximize")
-    study.add_trial(_segment(TrialState.PRUNED, 0, 1, None, {1: 0.1, 2: 0.2}, "paused", 2))
+    study.add_trial(_trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1, 2: 0.2}, "paused", 2))
     # Killed mid-epoch: FAIL from the heartbeat, no status written.
-    study.add_trial(_segment(TrialState.FAIL, 0, 3, 0, {1: 0.1, 2: 0.2, 3: 0.9}, None))
+    study.add_trial(_trial(1, TrialState.FAIL, 0, 3, 0, {1: 0.1, 2: 0.2, 3: 0.9}, None))
     data = read_study(study)
     (config,) = data.configs
     (record,) = get_configurations(study)
