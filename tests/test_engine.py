@@ -234,26 +234,38 @@ def test_programming_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -
         _engine().decide(_configs(), maximize=True)
 
 
-def test_the_decision_leaves_torch_thread_count_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_thread_count_is_left_to_the_user_off_the_main_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch's thread count is process-wide: a decision on another thread (``n_jobs > 1``)
+    never changes it; on the main thread it is lowered during the math and restored after."""
+    import threading
+
     import torch
 
     from optuna_dyhpo._gp import Surrogate
 
-    seen: list[int] = []
+    seen: list[tuple[str, int]] = []
     real_predict = Surrogate.predict
 
     def spy(self: Surrogate, inputs: object) -> object:
-        seen.append(torch.get_num_threads())
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
         return real_predict(self, inputs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Surrogate, "predict", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+        worker = threading.Thread(
+            target=lambda: _engine().decide(_configs(), maximize=True), name="worker"
+        )
+        worker.start()
+        worker.join()
+        assert seen and {n for name, n in seen if name == "worker"} == {2}
         _engine().decide(_configs(), maximize=True)
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert seen and set(seen) == {2}
 
 
 def test_cost_depends_on_observed_curves_not_on_max_budget() -> None:
