@@ -24,6 +24,9 @@ from optuna.distributions import BaseDistribution
 from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
 from optuna_dyhpo._candidates import params_fit
+from optuna_dyhpo._decision import Decision
+from optuna_dyhpo._decision import EngineSettings
+from optuna_dyhpo._decision import EngineStats
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
@@ -37,98 +40,9 @@ if TYPE_CHECKING:
 
     from optuna_dyhpo._gp import CurveTable
     from optuna_dyhpo._gp import Surrogate
-    from optuna_dyhpo._gp import SurrogateSettings
 
 
 _logger = get_logger("engine")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Who gets the next step.
-
-    Attributes:
-        kind: ``"continue"`` (the running configuration), ``"resume"`` (a paused one) or
-            ``"fresh"`` (a new configuration).
-        config_id: The configuration to continue or resume.
-        params: Parameters of the fresh configuration (``None``: sample at random).
-        budget: The step the winner will train next.
-        log_ei: Log expected improvement of the winner (``nan`` without a model).
-        reason: ``"ei"``, ``"successive halving"``, ``"initial design"``, ``"collapse"`` or
-            ``"fallback: ..."``.
-    """
-
-    kind: Literal["continue", "resume", "fresh"]
-    config_id: int | None
-    params: dict[str, Any] | None
-    budget: int
-    log_ei: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """How DyHPO decides (defaults chosen by ``benchmarks/ablation.py``).
-
-    Attributes:
-        max_budget: Largest step a configuration may reach.
-        n_startup_configs: Configurations started (one step each) before the model is used.
-        n_candidates: Fresh configurations scored at every decision.
-        refit_every: New observations after which the surrogate is refitted (warm-started),
-            or ``refit_growth`` times the observations of the last fit if that is more; in
-            between it is conditioned on the new data with its learned parameters. With other
-            workers' configurations pending, it is multiplied by the number of workers.
-        max_rows: Most rows the GP conditions on (every configuration's newest rows first).
-        promotion_probability: Probability that a decision first asks successive halving
-            for a promotion (Syne Tune's DyHPO mixes in promotions with 0.25).
-        eta: Reduction factor of the successive-halving rungs.
-        collapse_window: When this many newest configurations all stopped after one step and
-            DyHPO would start yet another one, a successive-halving promotion is made instead
-            (with a warning): no configuration stays at one step because all the others do.
-        stagnation: A fit from scratch happens after ``stagnation * max_budget`` (at least 60)
-            observations without a new best value (the reference implementation's restart
-            rule); ``0`` turns it off.
-        incumbent: ``"at-budget"`` compares a candidate at budget ``b`` with the best value
-            observed at exactly ``b`` (the paper); ``"up-to-budget"`` with the best value
-            observed at any budget up to ``b``, so that continuing a poor curve at a budget
-            only poor curves reached is not rewarded.
-        hyperband_brackets: Promotions judge each configuration first at its Hyperband
-            bracket's budget (most after one epoch, a few only at ``max_budget``): a hedge
-            against early epochs that mislead, such as crossing learning curves.
-        acquisition: ``"next-step"``: expected improvement of each candidate's next step over
-            the incumbent at that budget (the paper); ``"lookahead"``: of its value at
-            ``max_budget`` (predicted from the curve so far, with a surrogate that also learns
-            from rows looking several steps ahead) over the best value observed.
-        surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
-    """
-
-    max_budget: int
-    n_startup_configs: int = 5
-    n_candidates: int = 512
-    refit_every: int = 20
-    refit_growth: float = 0.1
-    max_rows: int = 500
-    promotion_probability: float = 0.25
-    eta: int = 3
-    collapse_window: int = 10
-    stagnation: float = 1.2
-    incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
-    hyperband_brackets: bool = True
-    acquisition: Literal["next-step", "lookahead"] = "lookahead"
-    surrogate: SurrogateSettings | None = None
-
-
-@dataclass
-class EngineStats:
-    """Counters for overhead reporting."""
-
-    decisions: int = 0
-    scratch_fits: int = 0
-    warm_fits: int = 0
-    failed_fits: int = 0
-    promotions: int = 0
-    fit_seconds: float = 0.0
-    predict_seconds: float = 0.0
 
 
 @dataclass

@@ -100,3 +100,26 @@ def test_cached_posterior_matches_gpytorch_prediction() -> None:
     assert torch.allclose(
         model.predict(test)[0], model.predict_with_gpytorch(test)[0], atol=1e-6, rtol=1e-5
     )
+
+
+def test_a_white_noise_fit_is_rejected() -> None:
+    """A fit whose rows are all unrelated to each other (the kernel matrix is the identity)
+    predicts the prior everywhere: it is rejected, a correlated one is kept."""
+    from types import SimpleNamespace
+
+    import gpytorch
+    import pytest
+
+    from optuna_dyhpo._gp import FitError
+
+    kernel = gpytorch.kernels.RBFKernel().to(torch.float64)
+    x = torch.rand(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    spread = SimpleNamespace(
+        extractor=lambda v: 100.0 * v, covar_module=SimpleNamespace(base_kernel=kernel)
+    )
+    with pytest.raises(FitError, match="degenerate"):
+        Surrogate._check_not_degenerate(spread, x)  # type: ignore[arg-type]
+    close = SimpleNamespace(
+        extractor=lambda v: v, covar_module=SimpleNamespace(base_kernel=kernel)
+    )
+    Surrogate._check_not_degenerate(close, x)  # type: ignore[arg-type]
