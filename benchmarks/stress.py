@@ -59,7 +59,8 @@ from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_STATUS
-from optuna_dyhpo._state import StudyReader
+from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._state import parse_trial
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_INTERVAL = 1
@@ -331,6 +332,7 @@ def run_stress(
     study_name: str | None = None,
     first_kill_after: float | None = None,
     max_kills: int | None = None,
+    kill_every_epochs: int | None = None,
     drain_timeout: float | None = None,
     log_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -357,6 +359,9 @@ def run_stress(
         max_budget: The sampler's ``max_budget`` (epochs per configuration).
         study_name: Name of the study to create; a unique one when ``None``.
         first_kill_after: Seconds before the first kill (default ``kill_interval``).
+        kill_every_epochs: Instead of a clock, kill once every this many epochs spent (the
+            k-th kill once ``k * kill_every_epochs`` epochs are spent): the kills then happen
+            at the same points of the run whatever the machine's load.
         max_kills: Stop killing after this many kills (``None``: no limit).
         drain_timeout: Seconds to wait for the workers to stop by themselves once the budget
             is spent (default ``max_budget * epoch_seconds + 120``); stragglers are killed and
@@ -369,7 +374,7 @@ def run_stress(
         recovery figures of :func:`recovery_figures`, ``orphans``, ``stragglers``,
         ``worker_errors`` and ``study_name``.
     """
-    if kill_interval and not _has_heartbeat(storage_url):
+    if (kill_interval or kill_every_epochs) and not _has_heartbeat(storage_url):
         raise ValueError("Kills need a storage with a heartbeat (RDB); journal files have none.")
     study_name = study_name or f"stress-{uuid.uuid4().hex[:8]}"
     tmp_root = Path(tempfile.mkdtemp(prefix="dyhpo-stress-"))
@@ -415,13 +420,18 @@ def run_stress(
                 break
             now = time.perf_counter()
             may_kill = max_kills is None or len(kills) < max_kills
-            if kill_interval and may_kill and now >= next_kill:
+            due = (
+                spent >= (len(kills) + 1) * kill_every_epochs
+                if kill_every_epochs
+                else bool(kill_interval) and now >= next_kill
+            )
+            if may_kill and due:
                 victim = _pick_victim(storage, study._study_id, alive, rng)
                 if victim is not None:  # else: nobody trains yet, try again at the next poll
                     pool.kill(victim)
                     kills.append({"worker": victim, "t": round(now - t0, 2), "epochs": spent})
                     pool.start()
-                    next_kill = now + kill_interval
+                    next_kill = now + (kill_interval or 0)
             time.sleep(0.2)
         budget_seconds = time.perf_counter() - t0
         limit = drain_timeout if drain_timeout is not None else max_budget * epoch_seconds + 120
@@ -643,8 +653,10 @@ def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -
                 )
 
     # (b) configurations and paused trials.
-    reader = StudyReader()
-    configs = reader.configurations(reader.segments(trials), max_budget)
+    segments = [seg for seg in (parse_trial(t) for t in trials) if seg is not None]
+    configs = build_configurations(
+        [seg for seg in segments if seg.state != TrialState.WAITING], max_budget
+    )
     for cid, c in sorted(configs.items()):
         if c.status not in _FINAL_STATUSES:
             errors.append(f"(b) configuration {cid} ended {c.status!r}")
