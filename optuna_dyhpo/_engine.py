@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from optuna_dyhpo._gp import CurveTable
     from optuna_dyhpo._gp import Surrogate
+    from optuna_dyhpo._gp import SurrogateInputs
 
 
 _logger = get_logger("engine")
@@ -87,10 +88,6 @@ class DecisionEngine:
             weakref.WeakKeyDictionary()
         )
         self._warned: set[Any] = set()
-
-    @property
-    def max_budget(self) -> int:
-        return self.settings.max_budget
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -163,7 +160,7 @@ class DecisionEngine:
         modelled = [c for c in ordered if c.curve or c.status == "diverged"]
         try:
             decision = self._decide_with_model(
-                modelled, existing, pending, space, sign, running, scope, study_id, n_obs
+                modelled, existing, pending, space, sign, running, scope, study_id
             )
         except FitError as err:
             self.stats.failed_fits += 1
@@ -233,13 +230,20 @@ class DecisionEngine:
 
     # ------------------------------------------------------------------ model
     def _fit(
-        self, cache: _ModelCache, table: CurveTable, n_obs: int, n_pending: int, dim: int
+        self,
+        cache: _ModelCache,
+        table: CurveTable,
+        rows: SurrogateInputs,
+        targets: torch.Tensor,
+        n_pending: int,
+        dim: int,
     ) -> None:
-        """Fit, refit or keep the surrogate for these observations."""
+        """Fit, refit or keep the surrogate for these observations (``rows`` and ``targets``
+        are ``table.training_rows(...)``)."""
         from optuna_dyhpo._gp import Surrogate
 
         s = self.settings
-        rows, targets = table.training_rows(s.acquisition == "lookahead")
+        n_obs = int(table.lengths.sum())
         # Reference rule: a fit from scratch after a long stretch without a new best value.
         improved_at = table.last_improvement()
         # At least 60 observations (the rule's value on LCBench, where it was measured): with a
@@ -268,7 +272,7 @@ class DecisionEngine:
                     _logger.debug(f"Warm refit failed ({err}); fitting from scratch.")
                     cache.surrogate = None
                     cache.scratch_next = True
-                    return self._fit(cache, table, n_obs, n_pending, dim)
+                    return self._fit(cache, table, rows, targets, n_pending, dim)
                 cache.fit_obs = n_obs
         except FitError:
             cache.scratch_next = True
@@ -286,7 +290,6 @@ class DecisionEngine:
         running: int | None,
         scope: Any,
         study_id: int,
-        n_obs: int,
     ) -> Decision:
         import torch
 
@@ -311,7 +314,9 @@ class DecisionEngine:
         ]
         table = CurveTable.build(x_cfg, curves, recency, sign, s.max_budget)
         n_obs = int(table.lengths.sum())
-        self._fit(cache, table, n_obs, len(pending), encoder.dim)
+        lookahead = s.acquisition == "lookahead"
+        all_rows, all_targets = table.training_rows(lookahead)
+        self._fit(cache, table, all_rows, all_targets, len(pending), encoder.dim)
         surrogate = cache.surrogate
         assert surrogate is not None
 
@@ -323,10 +328,8 @@ class DecisionEngine:
         pending_key = tuple((c.config_id, c.last_step) for c in pending)
         t0 = time.perf_counter()
         if cache.conditioned != (data_key, pending_key):
-            lookahead = s.acquisition == "lookahead"
-            rows, targets = table.training_rows(lookahead)
             keep = table.conditioning_subset(s.max_rows, lookahead)
-            rows, targets = rows.select(keep), targets[keep]
+            rows, targets = all_rows.select(keep), all_targets[keep]
             surrogate.condition(rows, targets)
             if pending:
                 fantasy = table.next_step_rows(
