@@ -55,6 +55,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     "next-step-ei": ({"acquisition": "next-step"}, {}),
     "lookahead-ei": ({"acquisition": "lookahead"}, {}),
+    "rung-ei": ({"acquisition": "rung"}, {}),
+    "rung-9-ei": ({"acquisition": "rung", "horizon": 9}, {}),
     "no-promotions": ({"promotion_probability": 0.0, "hyperband_brackets": False}, {}),
     "no-hyperband-brackets": ({"hyperband_brackets": False}, {}),
     "promotions-0.5": ({"promotion_probability": 0.5}, {}),

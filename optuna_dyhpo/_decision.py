@@ -66,7 +66,11 @@ class EngineSettings:
         acquisition: ``"next-step"``: expected improvement of each candidate's next step over
             the incumbent at that budget (the paper); ``"lookahead"``: of its value at
             ``max_budget`` (predicted from the curve so far, with a surrogate that also learns
-            from rows looking several steps ahead) over the best value observed.
+            from rows looking several steps ahead) over the best value observed; ``"rung"``:
+            of its value at ``horizon`` times its next budget (capped at ``max_budget``) over
+            the best value observed at that budget, so it looks past slow starts without
+            judging every configuration by a far extrapolation.
+        horizon: How far ``"rung"`` looks ahead, as a multiple of the next budget.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
     """
 
@@ -82,7 +86,8 @@ class EngineSettings:
     stagnation: float = 1.2
     incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
     hyperband_brackets: bool = True
-    acquisition: Literal["next-step", "lookahead"] = "lookahead"
+    acquisition: Literal["next-step", "lookahead", "rung"] = "lookahead"
+    horizon: int = 3
     surrogate: SurrogateSettings | None = None
 
 

@@ -158,10 +158,15 @@ class DecisionEngine:
         # worst value observed (else the model never learns where training diverges, and
         # keeps proposing configurations there).
         modelled = [c for c in ordered if c.curve or c.status == "diverged"]
+        from optuna_dyhpo._gp import small_math
+
         try:
-            decision = self._decide_with_model(
-                modelled, existing, pending, space, sign, running, scope, study_id
-            )
+            # The whole decision on one torch thread where that is safe: its tensors are small
+            # and OpenMP's thread team costs milliseconds per operation on busy cores.
+            with small_math():
+                decision = self._decide_with_model(
+                    modelled, existing, pending, space, sign, running, scope, study_id
+                )
         except FitError as err:
             self.stats.failed_fits += 1
             reason = f"fallback: {type(err).__name__}: {err}"
@@ -314,7 +319,7 @@ class DecisionEngine:
         ]
         table = CurveTable.build(x_cfg, curves, recency, sign, s.max_budget)
         n_obs = int(table.lengths.sum())
-        lookahead = s.acquisition == "lookahead"
+        lookahead = s.acquisition != "next-step"
         all_rows, all_targets = table.training_rows(lookahead)
         self._fit(cache, table, all_rows, all_targets, len(pending), encoder.dim)
         surrogate = cache.surrogate
@@ -345,30 +350,38 @@ class DecisionEngine:
             cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed)
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
-        # Look-ahead: every candidate is scored by its predicted value at the maximum budget
-        # against the best value observed (as DPL and ifBO do); next-step: at its next budget
-        # against the best value observed at that budget (the paper).
-        target = s.max_budget if s.acquisition == "lookahead" else None
-        if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
-            mean_f, std_f = surrogate.predict(table.fresh_rows(fresh_x, target or 1))
-            cache.fresh_pred = (cache.conditioned, mean_f, std_f)
-        _, mean_f, std_f = cache.fresh_pred
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)
+        n_fresh = int(fresh_x.shape[0])
+        # Which step each candidate is judged at (existing ones, then fresh ones), and against
+        # what. Next step: its next budget, against the best value observed at that budget
+        # (the paper). Look-ahead: the maximum budget, against the best value observed (as
+        # DPL and ifBO do). Rung: ``horizon`` times its next budget (capped at the maximum),
+        # against the best value observed at that budget (else the best observed anywhere).
+        if s.acquisition == "lookahead":
+            targets = torch.full((len(existing) + n_fresh,), s.max_budget, dtype=torch.long)
+        else:
+            factor = s.horizon if s.acquisition == "rung" else 1
+            nxt = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
+            targets = torch.clamp(factor * nxt, max=s.max_budget)
+        fresh_target = int(targets[-1]) if n_fresh else 1
+        if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
+            cache.fresh_pred = (
+                cache.conditioned,
+                *surrogate.predict(table.fresh_rows(fresh_x, fresh_target)),
+            )
+        _, mean_f, std_f = cache.fresh_pred
         if len(existing):
-            mean_e, std_e = surrogate.predict(table.next_step_rows(idx, target))
+            mean_e, std_e = surrogate.predict(table.next_step_rows(idx, targets[: len(existing)]))
         else:
             mean_e = std_e = torch.zeros(0, dtype=torch.float64)
-        self.stats.predict_seconds += time.perf_counter() - t0
-
-        n_fresh = int(fresh_x.shape[0])
-        if target is not None:
-            incumbent = torch.full((len(existing) + n_fresh,), table.best(), dtype=torch.float64)
+        if s.acquisition == "lookahead":
+            incumbent = torch.full_like(targets, table.best(), dtype=torch.float64)
         else:
-            budgets = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
-            incumbent = table.incumbents(budgets, cumulative=s.incumbent == "up-to-budget")
+            incumbent = table.incumbents(targets, cumulative=s.incumbent == "up-to-budget")
         log_ei = log_expected_improvement(
             torch.cat([mean_e, mean_f]), torch.cat([std_e, std_f]), incumbent
         )
+        self.stats.predict_seconds += time.perf_counter() - t0
         best = int(torch.argmax(log_ei))
         score = float(log_ei[best])
         if best < len(existing):

@@ -333,6 +333,57 @@ def test_lookahead_decisions_are_valid(maximize: bool) -> None:
         assert d.config_id is not None and d.budget == configs[d.config_id].last_step + 1
 
 
+@pytest.mark.parametrize("maximize", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rung_decisions_are_valid(maximize: bool, seed: int) -> None:
+    configs = _configs(1.0 if maximize else -1.0)
+    configs[0].status = "running"
+    settings = EngineSettings(
+        10, n_startup_configs=3, n_candidates=64, promotion_probability=0, acquisition="rung"
+    )
+    d = DecisionEngine(settings, seed=seed).decide(configs, maximize=maximize, running=0)
+    assert d.reason == "ei" and math.isfinite(d.log_ei)
+    if d.kind != "fresh":
+        assert d.config_id is not None and d.budget == configs[d.config_id].last_step + 1
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 9])
+def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
+    monkeypatch: pytest.MonkeyPatch, horizon: int
+) -> None:
+    """The rows scored and the incumbents compared are at ``horizon * (last step + 1)``,
+    capped at ``max_budget`` (fresh candidates: at ``horizon``)."""
+    from optuna_dyhpo._gp import CurveTable
+
+    seen: dict[str, object] = {}
+    original_rows, original_inc = CurveTable.next_step_rows, CurveTable.incumbents
+
+    def rows(self: CurveTable, index, target=None):  # type: ignore[no-untyped-def]
+        seen["rows"] = target.tolist()
+        return original_rows(self, index, target)
+
+    def incumbents(self: CurveTable, budgets, cumulative=False):  # type: ignore[no-untyped-def]
+        seen["incumbents"] = budgets.tolist()
+        return original_inc(self, budgets, cumulative)
+
+    monkeypatch.setattr(CurveTable, "next_step_rows", rows)
+    monkeypatch.setattr(CurveTable, "incumbents", incumbents)
+    configs = _configs()
+    configs[9].curve = _curve(0.95, 1)  # one configuration one step in, the others three
+    settings = EngineSettings(
+        10,
+        n_startup_configs=3,
+        n_candidates=8,
+        promotion_probability=0,
+        acquisition="rung",
+        horizon=horizon,
+    )
+    DecisionEngine(settings, seed=0).decide(configs, maximize=True)
+    existing = [min(horizon * 4, 10)] * 9 + [min(horizon * 2, 10)]
+    assert seen["rows"] == existing
+    assert seen["incumbents"] == existing + [min(horizon, 10)] * 8
+
+
 def _crossing(b: int, x: float) -> float:
     """Fast starters (x < 0.5) plateau at 0.5; slow starters end near 0.9."""
     return 0.5 * (1 - 0.3**b) if x < 0.5 else 0.9 * (1 - 0.85**b)

@@ -13,6 +13,7 @@ from optuna_dyhpo._gp._data import normalise_targets
 from optuna_dyhpo._gp._model import FitError
 from optuna_dyhpo._gp._model import Surrogate
 from optuna_dyhpo._gp._model import SurrogateSettings
+from optuna_dyhpo._gp._model import small_math
 
 __all__ = [
     "CurveTable",
@@ -22,4 +23,5 @@ __all__ = [
     "SurrogateSettings",
     "log_expected_improvement",
     "normalise_targets",
+    "small_math",
 ]

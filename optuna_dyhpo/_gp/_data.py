@@ -243,11 +243,18 @@ class CurveTable:
         key = depth + 0.1 * rank[cfg] / self.n
         return torch.argsort(key, stable=True)[:max_rows].sort().values
 
-    def next_step_rows(self, index: torch.Tensor, target: int | None = None) -> SurrogateInputs:
-        """Rows that predict each listed configuration's next step (or step ``target``) from
-        its whole curve."""
+    def next_step_rows(
+        self, index: torch.Tensor, target: int | torch.Tensor | None = None
+    ) -> SurrogateInputs:
+        """Rows that predict each listed configuration's next step (or step ``target``, one
+        for all or one per configuration) from its whole curve."""
         lengths = self.lengths[index]
-        budgets = lengths + 1 if target is None else torch.full_like(lengths, target)
+        if target is None:
+            budgets = lengths + 1
+        elif isinstance(target, torch.Tensor):
+            budgets = target
+        else:
+            budgets = torch.full_like(lengths, target)
         return self._rows(index, budgets, lengths)
 
     def fresh_rows(self, x: torch.Tensor, target: int = 1) -> SurrogateInputs:
