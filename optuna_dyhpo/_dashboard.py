@@ -1,0 +1,352 @@
+"""Keep a running DyHPO study's optuna-dashboard page up to date: the three DyHPO plots, a
+study note (the race in numbers and the best configuration) and the ``"dyhpo:best"`` study
+user attribute."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from datetime import timezone
+import math
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from optuna_dyhpo._budget import trial_epochs
+from optuna_dyhpo._dashboard_format import save_figure
+from optuna_dyhpo._dashboard_format import save_note
+from optuna_dyhpo._incumbent import _READER
+from optuna_dyhpo._incumbent import BEST_KEY
+from optuna_dyhpo._incumbent import BestConfiguration
+from optuna_dyhpo._incumbent import _max_budget
+from optuna_dyhpo._incumbent import find_best
+from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._state import Segment
+from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._validation import check_int
+from optuna_dyhpo._warnings import warn_once
+
+_logger = get_logger("dashboard")
+
+# Configuration statuses in the order the note lists them.
+_STATUSES = ("running", "paused", "completed", "stopped", "diverged", "failed", "crashed")
+_TOP = 10  # configurations in the note's table
+_LISTED = 30  # paused trials named in the note
+
+
+class DashboardUpdater:
+    """``study.optimize`` callback that keeps the study's optuna-dashboard page up to date.
+
+    Every update
+
+    * saves the three plots of :mod:`optuna_dyhpo.visualization` into the study with ids
+      ``plot_race``, ``plot_learning_curves`` and ``plot_incumbent`` (as
+      ``optuna_dashboard.save_plotly_graph_object`` does; the dashboard shows them on the
+      study's page, and ``examples/visualize.py`` saves them under the same ids);
+    * replaces the study's note (as ``optuna_dashboard.save_note`` does): epochs spent out of
+      ``n_epochs``, configurations by status, trials and resumes, how many of the trials the
+      dashboard lists as *Pruned* are **paused** (resumable) rather than stopped, the best
+      configuration, the top configurations and the paused trials;
+    * writes the study user attribute ``"dyhpo:best"``
+      (:func:`optuna_dyhpo.best_configuration` as a dict).
+
+    A note edited in the dashboard is overwritten by the next update. optuna-dashboard itself
+    is not imported (it takes seconds to import); plotly is, for the plots.
+
+    Updates are throttled: one happens after a trial ends only if ``every_n_epochs`` epochs
+    were spent since the last one, ``min_interval_seconds`` have passed, and the time spent in
+    this callback so far plus the last update's cost is at most ``max_overhead`` of the time
+    since the callback was created. The first call always updates, and so does a call after
+    ``study.stop()`` (put this callback after :class:`~optuna_dyhpo.StopAfterEpochs`), so the
+    page ends with the final state; :meth:`update` updates at once. An error while updating is
+    logged once as a :class:`~optuna_dyhpo.DyHPOWarning` and never stops the study.
+
+    Example:
+
+        .. code::
+
+            from optuna_dyhpo import DashboardUpdater, StopAfterEpochs
+
+            study.optimize(
+                objective, callbacks=[StopAfterEpochs(300), DashboardUpdater(n_epochs=300)]
+            )
+            # meanwhile: optuna-dashboard sqlite:///dyhpo.db --artifact-dir artifacts
+
+    Args:
+        every_n_epochs: Epochs to spend between updates (an integer >= 1).
+        min_interval_seconds: Seconds between updates (a number >= 0).
+        max_overhead: Largest fraction of the wall time since creation to spend in this
+            callback (a number in ``(0, 1]``).
+        n_epochs: The study's epoch budget, shown in the note (``None``: not shown).
+        target_name: Name of the reported metric, for the plots and the note.
+        plots: Whether to save the plots (``False``: the note and the attribute only).
+
+    Attributes:
+        seconds: Time spent in this callback so far (throttled calls included).
+        n_updates: Number of updates made.
+
+    Raises:
+        ValueError: An argument is out of range or of the wrong type.
+        ImportError: ``plots`` is True and plotly is not installed.
+    """
+
+    def __init__(
+        self,
+        *,
+        every_n_epochs: int = 10,
+        min_interval_seconds: float = 10.0,
+        max_overhead: float = 0.01,
+        n_epochs: int | None = None,
+        target_name: str = "Objective Value",
+        plots: bool = True,
+    ) -> None:
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 1)
+        self.min_interval_seconds = _check_number(
+            "min_interval_seconds", min_interval_seconds, 0.0, math.inf, "a number >= 0"
+        )
+        self.max_overhead = _check_number(
+            "max_overhead", max_overhead, 0.0, 1.0, "a number in (0, 1]", open_low=True
+        )
+        if n_epochs is not None:
+            check_int("n_epochs", n_epochs, 1, " or None")
+        self.n_epochs = n_epochs
+        if not isinstance(target_name, str):
+            raise ValueError(f"`target_name` must be a str, but got {target_name!r}.")
+        self.target_name = target_name
+        if not isinstance(plots, bool):
+            raise ValueError(f"`plots` must be True or False, but got {plots!r}.")
+        self.plots = plots
+        if plots:
+            from optuna_dyhpo.visualization._utils import import_plotly_go
+
+            import_plotly_go()  # an ImportError now rather than during the run
+        self.seconds = 0.0
+        self.n_updates = 0
+        self._created = time.perf_counter()
+        self._last_time: float | None = None
+        self._last_cost = 0.0
+        self._last_epochs: int | None = None
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # another thread (n_jobs > 1) is updating
+        started = time.perf_counter()
+        try:
+            self._maybe_update(study, started)
+        except Exception as err:  # the dashboard must never stop the study
+            if not self._warned:
+                self._warned = True
+                warn_once(_logger, f"DashboardUpdater could not update the study: {err!r}.")
+        finally:
+            self.seconds += time.perf_counter() - started
+            self._lock.release()
+
+    def _maybe_update(self, study: optuna.Study, now: float) -> None:
+        stopping = bool(getattr(study, "_stop_flag", False))
+        if self._last_time is not None and not stopping:
+            if now - self._last_time < self.min_interval_seconds:
+                return
+            if self.seconds + self._last_cost > self.max_overhead * (now - self._created):
+                return
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        spent = _epochs(trials)
+        if self._last_epochs is not None and not stopping:
+            if spent - self._last_epochs < self.every_n_epochs:
+                return
+        self._update(study, trials)
+
+    def update(self, study: optuna.Study) -> None:
+        """Update the plots, the note and ``"dyhpo:best"`` now, without throttling.
+
+        Args:
+            study: The study to update.
+        """
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                self._update(study, study._storage.get_all_trials(study._study_id, deepcopy=False))
+            finally:
+                self.seconds += time.perf_counter() - started
+
+    def _update(self, study: optuna.Study, trials: list[FrozenTrial]) -> None:
+        started = self._last_time = time.perf_counter()
+        self._last_epochs = _epochs(trials)
+        best = find_best(study, trials)
+        if best is not None:
+            record = best.to_dict()
+            if study._storage.get_study_user_attrs(study._study_id).get(BEST_KEY) != record:
+                study._storage.set_study_user_attr(study._study_id, BEST_KEY, record)
+        segments = _READER.segments(study, foreign=True, trials=trials)
+        configs = build_configurations(segments, _max_budget(study))
+        existing = study._storage.get_study_system_attrs(study._study_id)
+        save_note(
+            study,
+            render_note(
+                segments,
+                configs,
+                best,
+                self._last_epochs,
+                self.n_epochs,
+                study.direction == StudyDirection.MAXIMIZE,
+                self.target_name,
+            ),
+            existing,
+        )
+        if self.plots and self._last_epochs > 0:
+            self._save_plots(study, existing)
+        self.n_updates += 1
+        self._last_cost = time.perf_counter() - started
+
+    def _save_plots(self, study: optuna.Study, existing: dict[str, Any]) -> None:
+        from optuna_dyhpo.visualization import plot_incumbent
+        from optuna_dyhpo.visualization import plot_learning_curves
+        from optuna_dyhpo.visualization import plot_race
+
+        for plot in (plot_race, plot_learning_curves, plot_incumbent):
+            fig = plot(study, target_name=self.target_name)
+            save_figure(study, plot.__name__, fig.to_json(), existing)
+
+
+def _epochs(trials: list[FrozenTrial]) -> int:
+    return sum(trial_epochs(t) for t in trials if t.state != TrialState.WAITING)
+
+
+def _check_number(
+    name: str, value: object, low: float, high: float, allowed: str, open_low: bool = False
+) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (low < v if open_low else low <= v) and v <= high and not math.isnan(v)
+    if not ok:
+        raise ValueError(f"`{name}` must be {allowed}, but got {value!r}.")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def render_note(
+    segments: list[Segment],
+    configs: dict[int, Configuration],
+    best: BestConfiguration | None,
+    spent: int,
+    n_epochs: int | None,
+    maximize: bool,
+    target_name: str = "Objective Value",
+    now: datetime | None = None,
+) -> str:
+    """The study note: the race in numbers, the best configuration, the top configurations.
+
+    Args:
+        segments: The study's segments (trials).
+        configs: Its configurations.
+        best: Its best configuration, or ``None``.
+        spent: Epochs spent.
+        n_epochs: The epoch budget, or ``None``.
+        maximize: Whether the study maximises.
+        target_name: Name of the reported metric.
+        now: Time stamp of the note (default: now, UTC).
+
+    Returns:
+        Markdown.
+    """
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    by_status = Counter(c.status for c in configs.values())
+    trial_status = Counter(s.status for s in segments)
+    n_pruned = sum(s.state == TrialState.PRUNED for s in segments)
+    resumes = sum(s.parent is not None for s in segments)
+    budget = f" of {n_epochs} ({100 * spent / n_epochs:.0f} %)" if n_epochs else ""
+    statuses = [s for s in _STATUSES if by_status[s]] + sorted(
+        s for s in by_status if s not in _STATUSES
+    )
+    counts = ", ".join(f"{by_status[s]} {s}" for s in statuses) or "none yet"
+    lines = [
+        "## DyHPO race",
+        "",
+        f"*Updated {stamp} by `optuna_dyhpo.DashboardUpdater`.*",
+        "",
+        f"- **Epochs spent:** {spent}{budget}",
+        f"- **Configurations:** {len(configs)}: {counts}",
+        f"- **Trials:** {len(segments)}, of which {resumes} resume a paused configuration",
+        f"- **Shown as Pruned:** {n_pruned} trials: {trial_status['paused']} **paused** "
+        f"(resumable from their checkpoint), {trial_status['stopped']} stopped, "
+        f"{trial_status['diverged']} diverged",
+        "",
+        "### Best configuration",
+        "",
+    ]
+    if best is None:
+        lines.append("No finite value reported yet.")
+    else:
+        ckpt = f", checkpoint artifact `{best.checkpoint}`" if best.checkpoint else ""
+        lines += [
+            f"**{target_name} {_fmt(best.value)}** at epoch {best.epoch} of configuration "
+            f"{best.config_id} (trial {best.trial.number}; configuration {best.status}{ckpt}).",
+            "",
+            "| parameter | value |",
+            "| --- | --- |",
+            *(
+                f"| {k} | {_fmt(v) if isinstance(v, float) else v} |"
+                for k, v in best.params.items()
+            ),
+        ]
+    lines += [
+        "",
+        "The *Best Trial* card and the history plot's best line show `study.best_trial`: "
+        "COMPLETE trials' final values only. The best configuration above is the best value "
+        "at any epoch of any configuration, paused ones included: "
+        "`optuna_dyhpo.best_configuration(study)`, the `dyhpo:best` study user attribute and "
+        "the *DyHPO Anytime Incumbent* plot.",
+    ]
+    sign = -1.0 if maximize else 1.0
+    ranked = sorted(
+        (c for c in configs.values() if any(math.isfinite(v) for v in c.curve)),
+        key=lambda c: (sign * _best_of(c, maximize), c.config_id),
+    )[:_TOP]
+    if ranked:
+        lines += [
+            "",
+            f"### Top {len(ranked)} configurations",
+            "",
+            f"| configuration | status | epochs | best {target_name} | trials |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for c in ranked:
+            trials = ", ".join(f"#{n}" for n in c.trial_numbers)
+            value = _fmt(_best_of(c, maximize))
+            lines.append(f"| {c.config_id} | {c.status} | {c.last_step} | {value} | {trials} |")
+    paused = [c.trial_numbers[-1] for c in configs.values() if c.status == "paused"]
+    if paused:
+        shown = ", ".join(f"#{n}" for n in sorted(paused)[:_LISTED])
+        more = f" and {len(paused) - _LISTED} more" if len(paused) > _LISTED else ""
+        lines += [
+            "",
+            f"**Paused** (shown as Pruned, latest trial of each paused configuration): "
+            f"{shown}{more}. Each DyHPO trial's user attribute `dyhpo_status` says how it "
+            "ended: `paused`, `completed`, `stopped`, `diverged` or `failed`.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _best_of(c: Configuration, maximize: bool) -> float:
+    finite = [v for v in c.curve if math.isfinite(v)]
+    return max(finite) if maximize else min(finite)
