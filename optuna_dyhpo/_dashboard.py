@@ -286,7 +286,8 @@ def render_note(
         "",
         f"- **Epochs spent:** {spent}{budget}",
         f"- **Configurations:** {len(configs)}: {counts}",
-        f"- **Trials:** {len(segments)}, of which {resumes} resume a paused configuration",
+        f"- **Trials:** {len(segments)}, of which {resumes} "
+        f"resume{'s' if resumes == 1 else ''} a paused configuration",
         f"- **Shown as Pruned:** {n_pruned} trials: {trial_status['paused']} **paused** "
         f"(resumable from their checkpoint), {trial_status['stopped']} stopped, "
         f"{trial_status['diverged']} diverged",
