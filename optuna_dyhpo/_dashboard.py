@@ -69,14 +69,31 @@ class DashboardUpdater:
 
     Example:
 
-        .. code::
+        .. testcode::
 
-            from optuna_dyhpo import DashboardUpdater, StopAfterEpochs
+            import optuna
+            from optuna_dyhpo import DashboardUpdater, DyHPOPruner, DyHPOSampler
+            from optuna_dyhpo import StopAfterEpochs, TrialResume
 
-            study.optimize(
-                objective, callbacks=[StopAfterEpochs(300), DashboardUpdater(n_epochs=300)]
+            def objective(trial):
+                x = trial.suggest_float("x", 0.0, 1.0)
+                value = 0.0
+                for epoch in TrialResume(trial).steps():
+                    value = x * (1.0 - 0.5**epoch)
+                    trial.report(value, epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+                return value
+
+            study = optuna.create_study(
+                direction="maximize",
+                storage="sqlite:///dyhpo.db",  # meanwhile: optuna-dashboard sqlite:///dyhpo.db
+                sampler=DyHPOSampler(max_budget=5, seed=0),
+                pruner=DyHPOPruner(),
             )
-            # meanwhile: optuna-dashboard sqlite:///dyhpo.db --artifact-dir artifacts
+            updater = DashboardUpdater(n_epochs=12)
+            study.optimize(objective, callbacks=[StopAfterEpochs(12), updater])
+            print(updater.n_updates, study.user_attrs["dyhpo:best"]["value"])
 
     Args:
         every_n_epochs: Epochs to spend between updates (an integer >= 1).
