@@ -132,7 +132,7 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
          str(workdir)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # seconds of a few on an idle machine; minutes on a loaded one
         cwd=REPO,
         env=checkout_env(),
     )  # fmt: skip

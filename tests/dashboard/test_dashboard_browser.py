@@ -51,7 +51,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 15_000
+# Generous: on a loaded 2-core machine a page with three large plotly figures can take tens of
+# seconds to load and draw. Used for navigation, locators and `expect` alike.
+TIMEOUT_MS = 90_000
 
 # The swap point: the study of ``examples/quickstart.py --smoke`` (a real DyHPO race); use
 # ``tests.dashboard.dashboard_study.build_study`` for a fast hand-made four-trial study.
@@ -206,6 +208,7 @@ def test_browser_shows_trials_attrs_artifacts_and_plots(
     from playwright.sync_api import expect
     from playwright.sync_api import sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # its default is 5 s
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -49,6 +49,7 @@ def test_running_study_page_shows_updated_note_and_plots(tmp_path: Path) -> None
     from playwright.sync_api import expect
     from playwright.sync_api import sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # its default is 5 s
     url = f"sqlite:///{tmp_path / 'dyhpo.db'}"
     study = make_study(6, tmp_path=tmp_path, storage=url)
     objective = make_objective(checkpoint=True)
