@@ -8,7 +8,8 @@ Run:
     python examples/quickstart.py             # about a minute on 2 CPU cores
     python examples/quickstart.py --smoke     # a few seconds (used by the tests)
 
-Then look at the race in optuna-dashboard:
+Then look at the race in optuna-dashboard (also while it runs: the DyHPO plots and the study
+note are kept up to date):
     optuna-dashboard sqlite:///quickstart_output/dyhpo.db \
         --artifact-dir quickstart_output/artifacts
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import time
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -25,10 +27,12 @@ from sklearn.model_selection import train_test_split
 import torch
 from torch import nn
 
+from optuna_dyhpo import DashboardUpdater
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
+from optuna_dyhpo import best_configuration
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
 
@@ -135,12 +139,18 @@ def main() -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = create_fresh_study("dyhpo-quickstart", out, max_budget, args.seed)
+    # DashboardUpdater keeps the DyHPO plots and a study note up to date in optuna-dashboard
+    # while the study runs (after StopAfterEpochs, so that the final state is saved too).
+    dashboard = DashboardUpdater(n_epochs=total, target_name="validation accuracy")
+    started = time.perf_counter()
     study.optimize(
-        make_objective(load_data(args.seed), args.seed), callbacks=[StopAfterEpochs(total)]
+        make_objective(load_data(args.seed), args.seed),
+        callbacks=[StopAfterEpochs(total), dashboard],
     )
+    wall = time.perf_counter() - started
 
     configs = get_configurations(study)
-    best = max(configs, key=lambda c: max(c.curve, default=float("-inf")))
+    best = best_configuration(study)  # the best epoch of any configuration, paused or not
     resumed = [c for c in configs if len(c.trial_numbers) > 1]
     print(f"epochs spent:             {epochs_spent(study)} (budget {total})")
     print(f"trials:                   {len(study.trials)}")
@@ -150,10 +160,14 @@ def main() -> None:
     print(f"paused at the end:        {sum(c.status == 'paused' for c in configs)}")
     print(f"trained to {max_budget} epochs:     {sum(c.last_step == max_budget for c in configs)}")
     print(
-        f"best validation accuracy: {max(best.curve):.4f} (configuration {best.config_id}, "
-        f"epoch {best.curve.index(max(best.curve)) + 1} of {best.last_step})"
+        f"best validation accuracy: {best.value:.4f} (configuration {best.config_id}, "
+        f"epoch {best.epoch}, trial {best.trial.number}, {best.status})"
     )
     print(f"best params:              {best.params}")
+    print(
+        f"dashboard updates:        {dashboard.n_updates} ({dashboard.seconds:.2f} s of "
+        f"{wall:.1f} s, {100 * dashboard.seconds / wall:.2f} %)"
+    )
     print(f"dashboard: optuna-dashboard {storage} --artifact-dir {out / 'artifacts'}")
 
 

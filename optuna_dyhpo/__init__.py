@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from optuna_dyhpo._budget import StopAfterEpochs
 from optuna_dyhpo._budget import epochs_spent
+from optuna_dyhpo._dashboard import DashboardUpdater
+from optuna_dyhpo._incumbent import BestConfiguration
+from optuna_dyhpo._incumbent import best_configuration
 from optuna_dyhpo._pruner import DyHPOPruner
 from optuna_dyhpo._resume import TrialResume
 from optuna_dyhpo._sampler import DyHPOSampler
@@ -19,14 +22,17 @@ from optuna_dyhpo._warnings import DyHPOWarning
 __version__ = "0.1.0"
 
 __all__ = [
+    "BestConfiguration",
     "CheckpointError",
     "Configuration",
+    "DashboardUpdater",
     "DyHPOPruner",
     "DyHPOSampler",
     "DyHPOWarning",
     "StopAfterEpochs",
     "TrialResume",
     "Tuner",
+    "best_configuration",
     "epochs_spent",
     "get_configurations",
 ]

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 import warnings
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_dyhpo._incumbent import find_best
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import parse_trial
 from optuna_dyhpo._validation import check_int
@@ -110,10 +109,9 @@ class StopAfterEpochs:
         if self._bar is None:
             self._bar = tqdm(total=self.n_epochs, unit="epoch", desc="DyHPO")
         self._bar.n = min(spent, self.n_epochs)
-        values = [v for t in trials for v in t.intermediate_values.values() if math.isfinite(v)]
-        if values:
-            best = max(values) if study.direction == StudyDirection.MAXIMIZE else min(values)
-            self._bar.set_postfix_str(f"best value {best:.6g}", refresh=False)
+        best = find_best(study, trials)  # the package's one incumbent (_incumbent.py)
+        if best is not None:
+            self._bar.set_postfix_str(f"best value {best.value:.6g}", refresh=False)
         self._bar.refresh()
 
     def __getstate__(self) -> dict[str, Any]:

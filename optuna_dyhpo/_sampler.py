@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
+from optuna_dyhpo._incumbent import record_trial_best
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import PAUSED_KEY
@@ -380,6 +381,7 @@ class DyHPOSampler(BaseSampler):
             self.max_budget,
         )
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
+        record_trial_best(study, trial)  # the study user attr "dyhpo:best"
 
     def reseed_rng(self) -> None:
         # Called by Optuna in each process of a process pool: give every process its own seed.

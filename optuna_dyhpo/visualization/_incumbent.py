@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.study import StudyDirection
 
+from optuna_dyhpo._incumbent import improves
 from optuna_dyhpo.visualization import _utils
 
 if TYPE_CHECKING:
@@ -24,8 +25,10 @@ def plot_incumbent(
     Epochs are counted continuation-aware: the steps a resumed trial copies from its parent are
     not counted (nor compared) again, so the x axis is the real training cost. Every epoch's
     reported value is shown as a marker; the step line ("Best Value") is the best of them so
-    far, by ``study.direction``. NaN and infinite values cost an epoch but never become the
-    incumbent. Epochs are ordered as in :func:`plot_race`.
+    far, by ``study.direction``: the package's one incumbent, so its last point is
+    :func:`optuna_dyhpo.best_configuration`. NaN and infinite values, and the epochs of a crashed
+    continuation (trained again later), cost an epoch but never become the incumbent. Epochs are
+    ordered as in :func:`plot_race`; ties go to the epoch spent first.
 
     The markers of the ``top_k`` configurations with the best value are the trace named
     ``target_name``; those of every other configuration are drawn small and faint grey (trace
@@ -96,10 +99,8 @@ def plot_incumbent(
             f"<br>Configuration's epoch: {e.step}"
         )
         label = f"Configuration {e.config_id}{where}"
-        if not math.isfinite(e.value):
-            if best is None:
-                continue
-        else:
+        crashed = segments[e.trial_number].status == "crashed"
+        if math.isfinite(e.value):
             xs, ys, texts = observed[e.config_id in top]
             xs.append(e.index)
             ys.append(e.value)
@@ -108,10 +109,13 @@ def plot_incumbent(
                 f"<br>Epochs spent: {e.index}<br>{target_name}: {e.value:.6g}"
                 f"{_utils.params_text(params[e.config_id])}"
             )
-            if best is None or (e.value > best if maximize else e.value < best):
+            # The package's one incumbent (optuna_dyhpo._incumbent): a crashed continuation's
+            # epochs are trained again, so they are shown but never become the incumbent.
+            if not crashed and improves(e.value, best, maximize):
                 best = e.value
                 best_label = label
-        assert best is not None
+        if best is None:
+            continue
         inc_x.append(e.index)
         inc_y.append(best)
         inc_text.append(f"Best after {e.index} epochs: {best:.6g}<br>held by {best_label}")

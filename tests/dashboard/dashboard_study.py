@@ -1,8 +1,8 @@
 """DyHPO studies in SQLite with checkpoint artifacts, for the dashboard test.
 
 * :func:`build_quickstart_study` (the one the test uses): runs ``examples/quickstart.py
-  --smoke`` in a subprocess, a real DyHPO race with real ``torch.save`` checkpoints, and saves
-  the three DyHPO plots into its study.
+  --smoke`` in a subprocess, a real DyHPO race with real ``torch.save`` checkpoints; its
+  ``DashboardUpdater`` saves the three DyHPO plots and the study note into the study.
 * :func:`build_study`: a hand-made four-trial study going through Optuna's ask/report/tell
   flow the way the DyHPO objective does (paused trials upload a checkpoint artifact while still
   RUNNING and then end PRUNED; a continuation is a NEW trial with the same params that carries
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
+
+from optuna_dyhpo import DashboardUpdater
 
 
 @dataclass(frozen=True)
@@ -105,27 +108,23 @@ def _run_segment(
     return trial.number
 
 
-def save_dyhpo_plots(study: optuna.Study) -> None:
-    """Save :mod:`optuna_dyhpo.visualization`'s three plots into the study for the dashboard."""
-    from optuna_dashboard import save_plotly_graph_object
-
-    from optuna_dyhpo.visualization import plot_incumbent
-    from optuna_dyhpo.visualization import plot_learning_curves
-    from optuna_dyhpo.visualization import plot_race
-
-    for plot in (plot_race, plot_learning_curves, plot_incumbent):
-        save_plotly_graph_object(study, plot(study), graph_object_id=plot.__name__)
-
-
 REPO = Path(__file__).resolve().parents[2]
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment with this checkout first on ``PYTHONPATH``, so that a script run in a
+    subprocess imports the ``optuna_dyhpo`` under test (not another installed copy)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def build_quickstart_study(workdir: Path) -> DashboardStudy:
     """Run ``examples/quickstart.py --smoke --output workdir`` and describe its study.
 
     The continuation is the first trial that resumes a paused configuration; the paused trial is
-    the first trial paused with a checkpoint artifact. The three DyHPO plots are saved into the
-    study.
+    the first trial paused with a checkpoint artifact. The three DyHPO plots and the study note
+    are in the study already: the quickstart runs with :class:`optuna_dyhpo.DashboardUpdater`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
@@ -133,8 +132,9 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
          str(workdir)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # seconds of a few on an idle machine; minutes on a loaded one
         cwd=REPO,
+        env=checkout_env(),
     )  # fmt: skip
     assert run.returncode == 0, f"quickstart failed:\n{run.stdout}\n{run.stderr}"
     url = f"sqlite:///{workdir / 'dyhpo.db'}"
@@ -154,7 +154,7 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
         for m in optuna.artifacts.get_all_artifact_meta(paused, storage=study._storage)
     }
     meta = metas[paused.user_attrs["dyhpo_checkpoint"]]
-    save_dyhpo_plots(study)
+    # No plot is saved here: the quickstart's DashboardUpdater keeps them in the study.
     return DashboardStudy(
         storage_url=url,
         artifact_dir=workdir / "artifacts",
@@ -172,8 +172,8 @@ def build_study(workdir: Path) -> DashboardStudy:
     """Create the study in ``workdir/dyhpo.db`` with artifacts in ``workdir/artifacts``.
 
     Trials: 0 (config 0, epochs 1-2, paused), 1 (config 1, epochs 1-2, paused), 2 (config 2,
-    epochs 1-2, paused), 3 (config 0 resumed from trial 0, epochs 3-4, completed). Plots of
-    :mod:`optuna_dyhpo.visualization` are saved into the study for the dashboard.
+    epochs 1-2, paused), 3 (config 0 resumed from trial 0, epochs 3-4, completed).
+    :class:`optuna_dyhpo.DashboardUpdater` saves the plots and the note into the study.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     artifact_dir = workdir / "artifacts"
@@ -186,7 +186,7 @@ def build_study(workdir: Path) -> DashboardStudy:
             study, store, workdir, config=config, parent=None, start=1, end=2, max_budget=4
         )
     _run_segment(study, store, workdir, config=0, parent=0, start=3, end=4, max_budget=4)
-    save_dyhpo_plots(study)
+    DashboardUpdater().update(study)  # the DyHPO plots, the note and dyhpo:best
     return DashboardStudy(
         storage_url=url,
         artifact_dir=artifact_dir,

@@ -7,7 +7,8 @@ free loopback port in a background thread. The browser is Debian's Chromium driv
 Playwright is missing; with ``CI=true`` it fails instead.
 
 Screenshots go to ``test-output/`` (gitignored). ``python tests/dashboard/test_dashboard_browser.py
---docs-image`` regenerates ``docs/images/dashboard.png`` from a 120-epoch quickstart study.
+--docs-image`` regenerates ``docs/images/dashboard.png`` and ``docs/images/dashboard-note.png``
+from a 120-epoch quickstart study.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 15_000
+# Generous: on a loaded 2-core machine a page with three large plotly figures can take tens of
+# seconds to load and draw. Used for navigation, locators and `expect` alike.
+TIMEOUT_MS = 90_000
 
 # The swap point: the study of ``examples/quickstart.py --smoke`` (a real DyHPO race); use
 # ``tests.dashboard.dashboard_study.build_study`` for a fast hand-made four-trial study.
@@ -185,10 +188,17 @@ def test_api_shows_dyhpo_trials_attrs_and_artifacts(
         state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
         assert set(state) == {"model", "optimizer", "generator"}
 
-    # The DyHPO plots saved with save_plotly_graph_object are served with the study.
+    # The DyHPO plots the quickstart's DashboardUpdater saved are served with the study, and
+    # so is its note.
     graphs = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
     assert set(graphs) >= {"plot_race", "plot_learning_curves", "plot_incumbent"}
     assert graphs["plot_race"]["layout"]["title"]["text"].startswith("DyHPO Race")
+    note = detail["note"]["body"]
+    assert note.startswith("## DyHPO race") and "**Shown as Pruned:**" in note
+    best = json.loads({a["key"]: a["value"] for a in detail["user_attrs"]}["dyhpo:best"])
+    assert best["config_id"] == int(_attrs(trials[best["trial"]])["dyhpo_config"])
+    values = {iv["step"]: iv["value"] for iv in trials[best["trial"]]["intermediate_values"]}
+    assert values[best["epoch"]] == best["value"]
 
 
 def test_browser_shows_trials_attrs_artifacts_and_plots(
@@ -198,6 +208,7 @@ def test_browser_shows_trials_attrs_artifacts_and_plots(
     from playwright.sync_api import expect
     from playwright.sync_api import sync_playwright
 
+    expect.set_options(timeout=TIMEOUT_MS)  # its default is 5 s
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -258,24 +269,28 @@ def test_browser_shows_trials_attrs_artifacts_and_plots(
 
 
 def _docs_image(epochs: int = 120) -> None:
-    """Write docs/images/dashboard.png from a real quickstart study of ``epochs`` epochs."""
+    """Write docs/images/dashboard.png (the DyHPO plots) and docs/images/dashboard-note.png (the
+    study note) from a real quickstart study of ``epochs`` epochs, as its DashboardUpdater left
+    them (nothing is saved by hand)."""
     import subprocess
     import tempfile
 
     from playwright.sync_api import sync_playwright
 
-    from tests.dashboard.dashboard_study import save_dyhpo_plots
+    from tests.dashboard.dashboard_study import checkout_env
 
+    images = REPO / "docs" / "images"
+    images.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, str(REPO / "examples" / "quickstart.py"), "--output", tmp,
              "--epochs", str(epochs)],
             check=True,
             cwd=REPO,
+            env=checkout_env(),
         )  # fmt: skip
         url = f"sqlite:///{tmp}/dyhpo.db"
         study = optuna.load_study(study_name="dyhpo-quickstart", storage=url)
-        save_dyhpo_plots(study)
         ds = DashboardStudy(url, Path(tmp) / "artifacts", study.study_name, 0, 0, 0, 0, "")
         base, stop = serve_dashboard(ds)
         try:
@@ -292,13 +307,16 @@ def _docs_image(epochs: int = 120) -> None:
                     tops.append(box["y"])
                 page.evaluate(f"window.scrollTo(0, {min(tops) - 90})")
                 page.wait_for_timeout(1000)
-                out = REPO / "docs" / "images" / "dashboard.png"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out))
+                page.screenshot(path=str(images / "dashboard.png"))
+                page.goto(f"{base}/dashboard/studies/{study._study_id}/note")
+                page.get_by_role("heading", name="DyHPO race").wait_for(timeout=TIMEOUT_MS)
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(images / "dashboard-note.png"))
                 browser.close()
         finally:
             stop()
-    print(f"wrote {out} ({out.stat().st_size} bytes)")
+    for name in ("dashboard.png", "dashboard-note.png"):
+        print(f"wrote {images / name} ({(images / name).stat().st_size} bytes)")
 
 
 if __name__ == "__main__" and "--docs-image" in sys.argv:
