@@ -323,7 +323,12 @@ def _warm_up_dyhpo() -> None:
     opt.step()
 
 
-def run_dyhpo(ctx: RunContext) -> dict[str, Any]:
+def run_dyhpo_rung(ctx: RunContext) -> dict[str, Any]:
+    """:func:`run_dyhpo` with ``DyHPOSampler(acquisition="rung")``."""
+    return run_dyhpo(ctx, acquisition="rung")
+
+
+def run_dyhpo(ctx: RunContext, acquisition: str = "lookahead") -> dict[str, Any]:
     """DyHPOSampler + DyHPOPruner; paused configurations resume from their checkpoint.
 
     The objective is written exactly as a user would write it: ``TrialResume.load`` at the start
@@ -337,7 +342,9 @@ def run_dyhpo(ctx: RunContext) -> dict[str, Any]:
     artifact_dir = ctx.work_dir / "artifacts"
     artifact_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(artifact_dir))
-    sampler = dy.DyHPOSampler(max_budget=problem.max_epochs, seed=ctx.seed, artifact_store=store)
+    sampler = dy.DyHPOSampler(
+        max_budget=problem.max_epochs, seed=ctx.seed, artifact_store=store, acquisition=acquisition
+    )
     pruner = dy.DyHPOPruner()
     rec = ctx.recorder
     counters = {"resumed_trials": 0, "checkpoints_saved": 0, "checkpoints_loaded": 0}
@@ -560,6 +567,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("dyhpo", CONTINUATION, "DyHPOSampler + DyHPOPruner", run_dyhpo, _warm_up_dyhpo),
         Method(
+            "dyhpo-rung",
+            CONTINUATION,
+            'DyHPOSampler(acquisition="rung") + DyHPOPruner',
+            run_dyhpo_rung,
+            _warm_up_dyhpo,
+        ),
+        Method(
             "tpe-hyperband",
             RESTART,
             "TPESampler + HyperbandPruner(min_resource=1, max_resource=max_epochs, eta=3)",
@@ -592,7 +606,7 @@ METHODS: dict[str, Method] = {
 def check_available(name: str) -> str | None:
     """Return None if method ``name`` can run here, else the reason it cannot."""
     try:
-        if name == "dyhpo":
+        if name in ("dyhpo", "dyhpo-rung"):
             _import_dyhpo()
         elif name == "smac-mf":
             _import_smac()

@@ -7,6 +7,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Literal
 
 import numpy as np
 import optuna
@@ -112,6 +113,13 @@ class DyHPOSampler(BaseSampler):
         artifact_store: Where :class:`~optuna_dyhpo.TrialResume` keeps checkpoints. Any Optuna
             artifact store works (a shared file system or S3 for multi-machine runs). Default:
             ``FileSystemArtifactStore("./dyhpo_artifacts")``.
+        acquisition: How a candidate's promise is judged. ``"lookahead"`` (default): its
+            predicted value at ``max_budget`` against the best value observed; best on smooth,
+            low-noise learning curves whose order changes late (curves that cross).
+            ``"rung"``: its predicted value at three times its next epoch against the best value
+            observed at that epoch; more robust when the metric is noisy, when weakly
+            regularised configurations overfit, or when some diverge (see
+            ``benchmarks/RESULTS.md``). ``"next-step"``: its next epoch (the paper's rule).
     """
 
     def __init__(
@@ -122,6 +130,7 @@ class DyHPOSampler(BaseSampler):
         n_startup_configs: int = 5,
         n_candidates: int = 512,
         artifact_store: ArtifactStore | None = None,
+        acquisition: Literal["lookahead", "rung", "next-step"] = "lookahead",
     ) -> None:
         self.max_budget = check_int("max_budget", max_budget, 1)
         if seed is not None:
@@ -135,11 +144,23 @@ class DyHPOSampler(BaseSampler):
                 "`artifact_store` must be an Optuna artifact store (with `write` and "
                 f"`open_reader`), e.g. FileSystemArtifactStore, but got {artifact_store!r}."
             )
+        if acquisition not in ("lookahead", "rung", "next-step"):
+            raise ValueError(
+                "`acquisition` must be 'lookahead', 'rung' or 'next-step', but got "
+                f"{acquisition!r}."
+            )
+        self.acquisition = acquisition
         self._seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         self._artifact_store = artifact_store
         self._reader = StudyReader()
         self._engine = DecisionEngine(
-            EngineSettings(self.max_budget, self.n_startup_configs, self.n_candidates), self._seed
+            EngineSettings(
+                self.max_budget,
+                self.n_startup_configs,
+                self.n_candidates,
+                acquisition=acquisition,
+            ),
+            self._seed,
         )
         self._plans: dict[int, dict[str, Any]] = {}
         self._random: dict[int, RandomSampler] = {}
