@@ -340,7 +340,7 @@ class _AlwaysDiverges(Problem):
         return best_value
 
 
-@pytest.mark.parametrize("method", TINY_METHODS)
+@pytest.mark.parametrize("method", [*TINY_METHODS, "dyhpo-rung"])
 def test_diverged_trials_are_pruned_not_failed(method: str, tmp_path: Path) -> None:
     problem = _AlwaysDiverges()
     timer = OverheadTimer()
@@ -410,7 +410,7 @@ def test_report_has_a_robustness_section(tiny: dict[str, Any]) -> None:
     md = out / "RESULTS.md"
     assert report.main(["--results", str(out / "results"), "--output", str(md)]) == 0
     text = md.read_text()
-    assert "## Robustness suite" in text and "**Acceptance:" in text
+    assert "## Robustness suite" in text and "**Acceptance of `dyhpo`:" in text
     assert "mean rank over families" in text
     for problem in parse_problems(TINY_FAMILIES):
         assert f"### {problem.name}, budget {TINY_BUDGET} epochs" in text
