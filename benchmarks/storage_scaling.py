@@ -1,0 +1,353 @@
+"""Storage cost of DyHPO's decisions as a sequential study grows to 10,000 epochs.
+
+One process optimises a study over synthetic learning curves (``max_budget`` 50, the curves of
+``benchmarks.sampler_overhead``) until it has reported ``--epochs`` epochs, on the SQLite
+factory (:func:`optuna_dyhpo.storages.create_sqlite_storage`) and/or on PostgreSQL (a plain
+:class:`~optuna.storages.RDBStorage`; a throwaway cluster is started when ``--postgres-url`` is
+omitted). A *decision* is a call of ``DyHPOPruner.prune`` (after every epoch) or of
+``DyHPOSampler.before_trial`` (a trial start). Reported at 1k, 5k and 10k observations (the
+decisions made while the study held the last 10 % of epochs before that mark):
+
+- p50 / p95 wall time per decision, split into the *model* part (time inside
+  ``DyHPOSampler._decide``, which never touches storage) and the *storage* part (the rest:
+  reading the study, claims, writing attributes and resumed curves);
+- SQL statements per decision (mean), counted with a SQLAlchemy ``before_cursor_execute``
+  listener on the storage's engine for statements issued inside the decision hooks;
+- SQL statements per epoch for everything the process did (``trial.report``, Optuna's loop).
+
+Plus, per run, the total time spent in every sampler and pruner hook (``before_trial``,
+``sample_independent``, ``after_trial``, ``prune``).
+
+The sampler is built as any user could: ``DyHPOSampler(50, seed=..., n_candidates=...)``;
+``--n-candidates`` (default 64, the package default is 512) keeps the model part cheap so the
+storage part is visible.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.storage_scaling --epochs 1000 10000 --storages sqlite postgres \\
+        --out benchmarks/out/storage_scaling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from collections.abc import Iterator
+import contextlib
+import functools
+import json
+import math
+import os
+from pathlib import Path
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from sqlalchemy import event
+
+from benchmarks.sampler_overhead import synthetic_value
+from optuna_dyhpo import DyHPOPruner
+from optuna_dyhpo import DyHPOSampler
+from optuna_dyhpo import TrialResume
+
+MAX_BUDGET = 50
+MARKS = (1000, 5000, 10000)
+HOOKS = ("before_trial", "sample_independent", "after_trial", "prune")
+
+
+class Probe:
+    """Times sampler / pruner hooks, the model part, and counts SQL statements.
+
+    Attributes:
+        obs: Epochs reported so far (set by the objective).
+        decisions: ``(kind, obs, seconds, model_seconds, statements)`` per decision.
+        hook_seconds: Total seconds per hook.
+        sql_all: Every statement the engine executed.
+    """
+
+    def __init__(self) -> None:
+        self.obs = 0
+        self.decisions: list[tuple[str, int, float, float, int]] = []
+        self.hook_seconds: dict[str, float] = dict.fromkeys(HOOKS, 0.0)
+        self.sql_all = 0
+        self._sql_inside = 0
+        self._model = 0.0
+        self._depth = 0
+        self._tid = threading.get_ident()
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        decision = name in ("before_trial", "prune")
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            sql0, model0 = self._sql_inside, self._model
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = time.perf_counter() - t0
+                self._depth -= 1
+                self.hook_seconds[name] += dt
+                if decision:
+                    self.decisions.append(
+                        (name, self.obs, dt, self._model - model0, self._sql_inside - sql0)
+                    )
+
+        return timed
+
+    def wrap_model(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._model += time.perf_counter() - t0
+
+        return timed
+
+    def on_statement(self, *args: Any, **kwargs: Any) -> None:
+        # Statements of Optuna's heartbeat thread (none here: heartbeats are off) would not
+        # count as the decision's.
+        self.sql_all += 1
+        if self._depth and threading.get_ident() == self._tid:
+            self._sql_inside += 1
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def _objective(probe: Probe) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        params = {f"x{i}": trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(1, 5)}
+        value = 0.0
+        for epoch in TrialResume(trial).steps():
+            value = synthetic_value(params, epoch)
+            probe.obs += 1
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    return objective
+
+
+@contextlib.contextmanager
+def _storage(kind: str, workdir: Path, postgres_url: str | None) -> Iterator[RDBStorage]:
+    if kind == "sqlite":
+        from optuna_dyhpo.storages import create_sqlite_storage
+
+        storage = create_sqlite_storage(workdir / "study.db")
+        try:
+            yield storage
+        finally:
+            storage.engine.dispose()
+        return
+    with contextlib.ExitStack() as stack:
+        url = postgres_url
+        if url is None:
+            from benchmarks._postgres import throwaway_postgres
+
+            url = stack.enter_context(throwaway_postgres("dyhpo_storage_scaling"))
+        rdb = RDBStorage(url)
+        try:
+            yield rdb
+        finally:
+            rdb.engine.dispose()
+
+
+def window(
+    decisions: list[tuple[str, int, float, float, int]], mark: int
+) -> dict[str, Any] | None:
+    """Figures of the decisions made while the study held (0.9 * mark, mark] epochs."""
+    sel = [d for d in decisions if 0.9 * mark < d[1] <= mark]
+    if not sel:
+        return None
+    total = [d[2] for d in sel]
+    model = [d[3] for d in sel]
+    rest = [d[2] - d[3] for d in sel]
+    prunes = [d[4] for d in sel if d[0] == "prune"]
+    starts = [d[4] for d in sel if d[0] == "before_trial"]
+    return {
+        "n": len(sel),
+        "p50_ms": 1000 * _percentile(total, 0.5),
+        "p95_ms": 1000 * _percentile(total, 0.95),
+        "storage_p50_ms": 1000 * _percentile(rest, 0.5),
+        "storage_p95_ms": 1000 * _percentile(rest, 0.95),
+        "model_p50_ms": 1000 * _percentile(model, 0.5),
+        "model_p95_ms": 1000 * _percentile(model, 0.95),
+        "sql_per_decision": statistics.fmean(d[4] for d in sel),
+        "sql_per_prune": statistics.fmean(prunes) if prunes else math.nan,
+        "sql_per_start": statistics.fmean(starts) if starts else math.nan,
+        "sql_max": max(d[4] for d in sel),
+    }
+
+
+def run(
+    kind: str,
+    epochs: int,
+    *,
+    seed: int = 0,
+    n_candidates: int = 64,
+    postgres_url: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """One sequential study of ``epochs`` epochs on ``kind`` (``sqlite`` or ``postgres``)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="dyhpo-storage-scaling-") as tmp:
+        with _storage(kind, Path(tmp), postgres_url) as storage:
+            from optuna.artifacts import FileSystemArtifactStore
+
+            sampler = DyHPOSampler(
+                MAX_BUDGET,
+                seed=seed,
+                n_candidates=n_candidates,
+                artifact_store=FileSystemArtifactStore(tmp),
+            )
+            pruner = DyHPOPruner()
+            study = optuna.create_study(
+                direction="maximize",
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                study_name=f"storage-scaling-{epochs}-{os.getpid()}",
+            )
+            probe = Probe()
+            for name in HOOKS[:-1]:
+                setattr(sampler, name, probe.wrap(name, getattr(sampler, name)))
+            pruner.prune = probe.wrap("prune", pruner.prune)  # type: ignore[method-assign]
+            sampler._decide = probe.wrap_model(sampler._decide)  # type: ignore[method-assign]
+            engine = storage.engine
+            event.listen(engine, "before_cursor_execute", probe.on_statement)
+            next_report = [1000]
+
+            def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                if progress and probe.obs >= next_report[0]:
+                    hooks = sum(probe.hook_seconds.values())
+                    print(f"  [{kind}] {probe.obs} epochs, hooks {hooks:.1f} s", flush=True)
+                    next_report[0] += 1000
+                if probe.obs >= epochs:
+                    study.stop()
+
+            t0 = time.perf_counter()
+            study.optimize(_objective(probe), callbacks=[stop])
+            wall = time.perf_counter() - t0
+            n_trials = len(study.get_trials(deepcopy=False))
+            event.remove(engine, "before_cursor_execute", probe.on_statement)
+    decisions = probe.decisions
+    return {
+        "storage": kind,
+        "epochs": probe.obs,
+        "seed": seed,
+        "n_candidates": n_candidates,
+        "trials": n_trials,
+        "wall_seconds": wall,
+        "hook_seconds": probe.hook_seconds,
+        "sampler_pruner_seconds": sum(probe.hook_seconds.values()),
+        "model_seconds": sum(d[3] for d in decisions),
+        "decisions": len(decisions),
+        "sql_per_epoch_all": probe.sql_all / max(probe.obs, 1),
+        "windows": {str(m): window(decisions, m) for m in MARKS if m <= probe.obs},
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Markdown table of the per-decision figures and the run totals."""
+    lines = [
+        "| storage | observations | p50 / p95 ms per decision | storage part p50 / p95 ms "
+        "| model part p50 / p95 ms | SQL statements per decision (prune / trial start) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    longest: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r["epochs"] >= longest.get(r["storage"], {"epochs": -1})["epochs"]:
+            longest[r["storage"]] = r
+    for kind, r in longest.items():
+        for mark, w in r["windows"].items():
+            if w is None:
+                continue
+            lines.append(
+                f"| {kind} | {int(mark):,} | {w['p50_ms']:.1f} / {w['p95_ms']:.1f} "
+                f"| {w['storage_p50_ms']:.1f} / {w['storage_p95_ms']:.1f} "
+                f"| {w['model_p50_ms']:.1f} / {w['model_p95_ms']:.1f} "
+                f"| {w['sql_per_decision']:.1f} ({w['sql_per_prune']:.1f} / "
+                f"{w['sql_per_start']:.1f}) |"
+            )
+    lines += [
+        "",
+        "| storage | run (epochs) | trials | sampler+pruner total s | of which model s | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['storage']} | {r['epochs']:,} | {r['trials']:,} "
+            f"| {r['sampler_pruner_seconds']:.1f} | {r['model_seconds']:.1f} "
+            f"| {r['wall_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument(
+        "--storages", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"]
+    )
+    parser.add_argument("--postgres-url", default=None, help="default: a throwaway cluster")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-candidates", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    load = os.getloadavg()
+    results = []
+    for kind in args.storages:
+        for epochs in args.epochs:
+            print(f"{kind}: {epochs} epochs", flush=True)
+            r = run(
+                kind,
+                epochs,
+                seed=args.seed,
+                n_candidates=args.n_candidates,
+                postgres_url=args.postgres_url,
+            )
+            results.append(r)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2))
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"optuna {optuna.__version__}; load average at start {load[0]:.2f}, "
+        f"at end {os.getloadavg()[0]:.2f}"
+    )
+    print(table(results))
+    for r in results:
+        if str(10000) in r["windows"] and r["windows"][str(10000)]:
+            w1, w10 = r["windows"].get("1000"), r["windows"]["10000"]
+            if w1:
+                ratio = w10["sql_per_decision"] / w1["sql_per_decision"]
+                print(f"{r['storage']}: SQL per decision 10k / 1k = {ratio:.2f}")
+    by_kind: dict[str, dict[int, float]] = {}
+    for r in results:
+        by_kind.setdefault(r["storage"], {})[r["epochs"]] = r["sampler_pruner_seconds"]
+    for kind, totals in by_kind.items():
+        if 1000 in totals and 10000 in totals:
+            print(
+                f"{kind}: sampler+pruner total 10k run / 1k run = "
+                f"{totals[10000] / totals[1000]:.1f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
