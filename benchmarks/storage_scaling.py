@@ -307,7 +307,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-candidates", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the tables of earlier --out files instead of running",
+    )
     args = parser.parse_args()
+    if args.report:
+        summarise([r for path in args.report for r in json.loads(path.read_text())])
+        return
     import torch
 
     torch.set_num_threads(1)
@@ -331,6 +341,11 @@ def main() -> None:
         f"optuna {optuna.__version__}; load average at start {load[0]:.2f}, "
         f"at end {os.getloadavg()[0]:.2f}"
     )
+    summarise(results)
+
+
+def summarise(results: list[dict[str, Any]]) -> None:
+    """Print the tables and the ratios the targets are stated in."""
     print(table(results))
     for r in results:
         if str(10000) in r["windows"] and r["windows"][str(10000)]:
