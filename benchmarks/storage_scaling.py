@@ -16,7 +16,14 @@ decisions made while the study held the last 10 % of epochs before that mark):
 - SQL statements per epoch for everything the process did (``trial.report``, Optuna's loop).
 
 Plus, per run, the total time spent in every sampler and pruner hook (``before_trial``,
-``sample_independent``, ``after_trial``, ``prune``).
+``sample_independent``, ``after_trial``, ``prune``), and that total as it stood at each mark
+(a sequential run with a seed is deterministic, so the total at 1k observations of the 10k
+run is that of a 1k run under the same conditions). With ``--out``, the results are written
+after every 1,000 epochs too, so a run stopped early keeps its figures.
+
+``--policy stub`` replaces the model with ``benchmarks._stub_policy`` (pause every 2 steps,
+resume the deepest paused configuration at 2 of 3 trial starts): the same storage work per kind
+of decision, without the model's cost, to measure the storage part alone on a busy machine.
 
 The sampler is built as any user could: ``DyHPOSampler(50, seed=..., n_candidates=...)``;
 ``--n-candidates`` (default 64, the package default is 512) keeps the model part cheap so the
@@ -50,6 +57,7 @@ import optuna
 from optuna.storages import RDBStorage
 from sqlalchemy import event
 
+from benchmarks._stub_policy import stub_decide
 from benchmarks.sampler_overhead import synthetic_value
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
@@ -201,6 +209,8 @@ def run(
     n_candidates: int = 64,
     postgres_url: str | None = None,
     progress: bool = True,
+    policy: str = "dyhpo",
+    out: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One sequential study of ``epochs`` epochs on ``kind`` (``sqlite`` or ``postgres``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -214,6 +224,8 @@ def run(
                 n_candidates=n_candidates,
                 artifact_store=FileSystemArtifactStore(tmp),
             )
+            if policy == "stub":
+                sampler._decide = stub_decide(sampler)  # type: ignore[method-assign]
             pruner = DyHPOPruner()
             study = optuna.create_study(
                 direction="maximize",
@@ -230,54 +242,72 @@ def run(
             engine = storage.engine
             event.listen(engine, "before_cursor_execute", probe.on_statement)
             next_report = [1000]
+            at_mark: dict[str, float] = {}
+            t0 = time.perf_counter()
+
+            def result() -> dict[str, Any]:
+                decisions = probe.decisions
+                return {
+                    "storage": kind,
+                    "policy": policy,
+                    "epochs": probe.obs,
+                    "target_epochs": epochs,
+                    "seed": seed,
+                    "n_candidates": n_candidates,
+                    "trials": len(study.get_trials(deepcopy=False)),
+                    "wall_seconds": time.perf_counter() - t0,
+                    "hook_seconds": dict(probe.hook_seconds),
+                    "sampler_pruner_seconds": sum(probe.hook_seconds.values()),
+                    "sampler_pruner_seconds_at": dict(at_mark),
+                    "model_seconds": sum(d[3] for d in decisions),
+                    "decisions": len(decisions),
+                    "sql_per_epoch_all": probe.sql_all / max(probe.obs, 1),
+                    "load_average": os.getloadavg()[0],
+                    "windows": {str(m): window(decisions, m) for m in MARKS if m <= probe.obs},
+                }
 
             def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-                if progress and probe.obs >= next_report[0]:
-                    hooks = sum(probe.hook_seconds.values())
-                    print(f"  [{kind}] {probe.obs} epochs, hooks {hooks:.1f} s", flush=True)
+                for m in MARKS:
+                    if probe.obs >= m and str(m) not in at_mark:
+                        at_mark[str(m)] = sum(probe.hook_seconds.values())
+                if probe.obs >= next_report[0]:
+                    if progress:
+                        hooks = sum(probe.hook_seconds.values())
+                        print(f"  [{kind}] {probe.obs} epochs, hooks {hooks:.1f} s", flush=True)
+                    if out is not None:
+                        out(result())
                     next_report[0] += 1000
                 if probe.obs >= epochs:
                     study.stop()
 
-            t0 = time.perf_counter()
             study.optimize(_objective(probe), callbacks=[stop])
-            wall = time.perf_counter() - t0
-            n_trials = len(study.get_trials(deepcopy=False))
+            final = result()
             event.remove(engine, "before_cursor_execute", probe.on_statement)
-    decisions = probe.decisions
-    return {
-        "storage": kind,
-        "epochs": probe.obs,
-        "seed": seed,
-        "n_candidates": n_candidates,
-        "trials": n_trials,
-        "wall_seconds": wall,
-        "hook_seconds": probe.hook_seconds,
-        "sampler_pruner_seconds": sum(probe.hook_seconds.values()),
-        "model_seconds": sum(d[3] for d in decisions),
-        "decisions": len(decisions),
-        "sql_per_epoch_all": probe.sql_all / max(probe.obs, 1),
-        "windows": {str(m): window(decisions, m) for m in MARKS if m <= probe.obs},
-    }
+    return final
+
+
+def _label(r: dict[str, Any]) -> str:
+    return f"{r['storage']} ({r.get('policy', 'dyhpo')})"
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown table of the per-decision figures and the run totals."""
+    """Markdown tables of the per-decision figures and the run totals."""
     lines = [
-        "| storage | observations | p50 / p95 ms per decision | storage part p50 / p95 ms "
-        "| model part p50 / p95 ms | SQL statements per decision (prune / trial start) |",
+        "| storage (decisions) | observations | p50 / p95 ms per decision "
+        "| storage part p50 / p95 ms | model part p50 / p95 ms "
+        "| SQL statements per decision (prune / trial start) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     longest: dict[str, dict[str, Any]] = {}
     for r in results:
-        if r["epochs"] >= longest.get(r["storage"], {"epochs": -1})["epochs"]:
-            longest[r["storage"]] = r
-    for kind, r in longest.items():
+        if r["epochs"] >= longest.get(_label(r), {"epochs": -1})["epochs"]:
+            longest[_label(r)] = r
+    for label, r in longest.items():
         for mark, w in r["windows"].items():
             if w is None:
                 continue
             lines.append(
-                f"| {kind} | {int(mark):,} | {w['p50_ms']:.1f} / {w['p95_ms']:.1f} "
+                f"| {label} | {int(mark):,} | {w['p50_ms']:.1f} / {w['p95_ms']:.1f} "
                 f"| {w['storage_p50_ms']:.1f} / {w['storage_p95_ms']:.1f} "
                 f"| {w['model_p50_ms']:.1f} / {w['model_p95_ms']:.1f} "
                 f"| {w['sql_per_decision']:.1f} ({w['sql_per_prune']:.1f} / "
@@ -285,14 +315,18 @@ def table(results: list[dict[str, Any]]) -> str:
             )
     lines += [
         "",
-        "| storage | run (epochs) | trials | sampler+pruner total s | of which model s | wall s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| storage (decisions) | run: epochs reached / planned | trials "
+        "| sampler+pruner s at 1k / 5k / 10k observations | of which model s | wall s "
+        "| load average at the end |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        at = r.get("sampler_pruner_seconds_at", {})
+        marks = " / ".join(f"{at[str(m)]:.1f}" if str(m) in at else "-" for m in MARKS)
         lines.append(
-            f"| {r['storage']} | {r['epochs']:,} | {r['trials']:,} "
-            f"| {r['sampler_pruner_seconds']:.1f} | {r['model_seconds']:.1f} "
-            f"| {r['wall_seconds']:.1f} |"
+            f"| {_label(r)} | {r['epochs']:,} / {r.get('target_epochs', r['epochs']):,} "
+            f"| {r['trials']:,} | {marks} | {r['model_seconds']:.1f} "
+            f"| {r['wall_seconds']:.1f} | {r.get('load_average', math.nan):.1f} |"
         )
     return "\n".join(lines)
 
@@ -306,6 +340,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=None, help="default: a throwaway cluster")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-candidates", type=int, default=64)
+    parser.add_argument("--policy", choices=["dyhpo", "stub"], default="dyhpo")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument(
         "--report",
@@ -322,20 +357,27 @@ def main() -> None:
 
     torch.set_num_threads(1)
     load = os.getloadavg()
-    results = []
+    results: list[dict[str, Any]] = []
     for kind in args.storages:
         for epochs in args.epochs:
             print(f"{kind}: {epochs} epochs", flush=True)
+            done = list(results)
+
+            def save(partial: dict[str, Any], done: list[dict[str, Any]] = done) -> None:
+                if args.out:
+                    args.out.write_text(json.dumps([*done, partial], indent=2))
+
             r = run(
                 kind,
                 epochs,
                 seed=args.seed,
                 n_candidates=args.n_candidates,
                 postgres_url=args.postgres_url,
+                policy=args.policy,
+                out=save,
             )
             results.append(r)
-            if args.out:
-                args.out.write_text(json.dumps(results, indent=2))
+            save(r, results[:-1])
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
         f"optuna {optuna.__version__}; load average at start {load[0]:.2f}, "
@@ -348,21 +390,14 @@ def summarise(results: list[dict[str, Any]]) -> None:
     """Print the tables and the ratios the targets are stated in."""
     print(table(results))
     for r in results:
-        if str(10000) in r["windows"] and r["windows"][str(10000)]:
-            w1, w10 = r["windows"].get("1000"), r["windows"]["10000"]
-            if w1:
-                ratio = w10["sql_per_decision"] / w1["sql_per_decision"]
-                print(f"{r['storage']}: SQL per decision 10k / 1k = {ratio:.2f}")
-    by_kind: dict[str, dict[int, float]] = {}
-    for r in results:
-        by_kind.setdefault(r["storage"], {})[r["epochs"]] = r["sampler_pruner_seconds"]
-    for kind, totals in by_kind.items():
-        if 1000 in totals and 10000 in totals:
+        w = r["windows"]
+        last = max((int(m) for m in w if w[m]), default=0)
+        if w.get("1000") and last > 1000:
+            ratio = w[str(last)]["sql_per_decision"] / w["1000"]["sql_per_decision"]
+            print(f"{_label(r)}: SQL statements per decision at {last:,} / at 1,000 = {ratio:.2f}")
+        at = r.get("sampler_pruner_seconds_at", {})
+        if "1000" in at and "10000" in at:
             print(
-                f"{kind}: sampler+pruner total 10k run / 1k run = "
-                f"{totals[10000] / totals[1000]:.1f}x"
+                f"{_label(r)}: sampler+pruner time at 10k / at 1k observations = "
+                f"{at['10000'] / at['1000']:.1f}x"
             )
-
-
-if __name__ == "__main__":
-    main()

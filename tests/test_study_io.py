@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 import pytest
 from sqlalchemy import event
 
+from benchmarks._stub_policy import stub_study
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import _study_io
@@ -21,7 +22,6 @@ from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._study_io import StudyReader
 from optuna_dyhpo._study_io import write_curve
 from optuna_dyhpo.storages import create_sqlite_storage
-from tests.stub_policy import stub_study
 
 MAX_BUDGET = 8
 

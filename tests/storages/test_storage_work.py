@@ -2,7 +2,7 @@
 
 SQL statements are counted with a SQLAlchemy ``before_cursor_execute`` listener on the
 storage's engine, for the statements issued inside ``DyHPOSampler.before_trial`` and
-``DyHPOPruner.prune``. The model is replaced by ``tests.stub_policy`` (the storage work of a
+``DyHPOPruner.prune``. The model is replaced by ``benchmarks._stub_policy`` (the storage work of a
 decision depends on its kind, not on how the winner was chosen), so the test is fast and its
 figures are counts, not timings.
 """
@@ -19,11 +19,11 @@ from typing import Any
 import optuna
 from sqlalchemy import event
 
+from benchmarks._stub_policy import objective
+from benchmarks._stub_policy import stub_study
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo.storages import create_sqlite_storage
-from tests.stub_policy import objective
-from tests.stub_policy import stub_study
 
 # Large enough that the configuration the policy keeps resuming never completes: resumed curves
 # grow with the history (about 2/3 of the observations), as they would over a long study.

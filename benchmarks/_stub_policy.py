@@ -1,4 +1,4 @@
-"""A cheap, deterministic stand-in for DyHPO's model, for tests of storage work.
+"""A cheap, deterministic stand-in for DyHPO's model, for measuring storage work.
 
 The storage work of a decision (reading the study, claims, writing a continuation) does not
 depend on how the winner is chosen, only on the kind of decision. This policy makes every
