@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+import threading
 from typing import Any
 import weakref
 
@@ -69,7 +70,8 @@ class StudyReader:
 
     The cache is keyed by the storage object and the study id, so one sampler can serve
     several studies (and storages) without mixing them. Configurations returned by
-    :meth:`read` may be shared between reads: callers must not modify them.
+    :meth:`read` may be shared between reads: callers must not modify them. Threads of one
+    process (``n_jobs > 1``) may share a reader.
     """
 
     def __init__(self) -> None:
@@ -79,6 +81,7 @@ class StudyReader:
         self._segments: weakref.WeakKeyDictionary[
             Any, dict[tuple[int, int, bool], Segment | None]
         ] = weakref.WeakKeyDictionary()
+        self._lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
         return {}
@@ -152,16 +155,17 @@ class StudyReader:
         self, study: optuna.Study, max_budget: int | None = None, *, foreign: bool = False
     ) -> dict[int, Configuration]:
         """Every configuration of the study, by configuration id (ascending)."""
-        sc, running = self._update(study, foreign)
-        if sc.budget != max_budget:
-            sc.built.clear()
-            sc.budget = max_budget
-        for cid, segs in sc.final.items():
-            if cid not in sc.built and cid not in running:
-                sc.built.update(build_configurations(segs, max_budget))
-        out = dict(sc.built)
-        for cid, segs in running.items():
-            out.update(build_configurations([*sc.final.get(cid, ()), *segs], max_budget))
+        with self._lock:
+            sc, running = self._update(study, foreign)
+            if sc.budget != max_budget:
+                sc.built.clear()
+                sc.budget = max_budget
+            for cid, segs in sc.final.items():
+                if cid not in sc.built and cid not in running:
+                    sc.built.update(build_configurations(segs, max_budget))
+            out = dict(sc.built)
+            for cid, segs in running.items():
+                out.update(build_configurations([*sc.final.get(cid, ()), *segs], max_budget))
         return {cid: out[cid] for cid in sorted(out)}
 
     def continuations(
@@ -173,14 +177,14 @@ class StudyReader:
         A trial waiting to run that carries a copy of a continuation's attributes (as
         Optuna's retry callbacks make) counts as a live continuation.
         """
-        key = (study._study_id, False)
-        sc = self._studies.get(study._storage, {}).get(key)
-        if fresh or sc is None:
-            sc, _ = self._update(study, False)
-        return {
-            **sc.children.get(parent_number, {}),
-            **sc.open_children.get(parent_number, {}),
-        }
+        with self._lock:
+            sc = self._studies.get(study._storage, {}).get((study._study_id, False))
+            if fresh or sc is None:
+                sc, _ = self._update(study, False)
+            return {
+                **sc.children.get(parent_number, {}),
+                **sc.open_children.get(parent_number, {}),
+            }
 
 
 def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:

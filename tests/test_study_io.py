@@ -175,3 +175,14 @@ def test_write_curve_is_one_transaction_on_rdb(tmp_path: Path) -> None:
     assert len(statements) <= 5, statements  # begin, trial, delete, insert (batched)
     assert len(study._storage.get_trial(trial._trial_id).intermediate_values) == 200
     storage.engine.dispose()
+
+
+def test_threads_sharing_a_reader_see_each_trial_once() -> None:
+    study = stub_study(MAX_BUDGET)
+    study.optimize(_failing_objective, n_trials=40, n_jobs=2, catch=(RuntimeError,))
+    sampler = study.sampler
+    assert isinstance(sampler, DyHPOSampler)
+    configs = sampler._configurations(study)
+    assert configs == build_configurations(StudyReader().segments(study), MAX_BUDGET)
+    for c in configs.values():
+        assert len(set(c.trial_numbers)) == len(c.trial_numbers)
