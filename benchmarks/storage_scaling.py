@@ -401,3 +401,7 @@ def summarise(results: list[dict[str, Any]]) -> None:
                 f"{_label(r)}: sampler+pruner time at 10k / at 1k observations = "
                 f"{at['10000'] / at['1000']:.1f}x"
             )
+
+
+if __name__ == "__main__":
+    main()
