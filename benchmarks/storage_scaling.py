@@ -21,6 +21,15 @@ Plus, per run, the total time spent in every sampler and pruner hook (``before_t
 run is that of a 1k run under the same conditions). With ``--out``, the results are written
 after every 1,000 epochs too, so a run stopped early keeps its figures.
 
+``--prefill N`` first adds finished trials holding ``N`` observations to the study (one
+configuration per trial, curve lengths drawn so that a configuration averages about 3.3 epochs
+as DyHPO's do on these curves; 2 % reach ``max_budget``), so the decisions at 5k or 10k
+observations can be measured without running the 10k epochs before them: e.g.
+``--prefill 9800 --epochs 10000`` measures the decisions from 9,800 to 10,000 observations
+(``--epochs`` counts the prefilled observations).
+The first read of a prefilled study fetches every trial once (as any process joining a study
+does); that decision is in the window.
+
 ``--policy stub`` replaces the model with ``benchmarks._stub_policy`` (pause every 2 steps,
 resume the deepest paused configuration at 2 of 3 trial starts): the same storage work per kind
 of decision, without the model's cost, to measure the storage part alone on a busy machine.
@@ -47,6 +56,7 @@ import math
 import os
 from pathlib import Path
 import platform
+import random
 import statistics
 import tempfile
 import threading
@@ -54,7 +64,11 @@ import time
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+from optuna.trial import create_trial
 from sqlalchemy import event
 
 from benchmarks._stub_policy import stub_decide
@@ -62,6 +76,11 @@ from benchmarks.sampler_overhead import synthetic_value
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import TrialResume
+from optuna_dyhpo._state import PAUSED_KEY
+from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import USER_CONFIG
+from optuna_dyhpo._state import USER_START
+from optuna_dyhpo._state import USER_STATUS
 
 MAX_BUDGET = 50
 MARKS = (1000, 5000, 10000)
@@ -126,6 +145,47 @@ class Probe:
         self.sql_all += 1
         if self._depth and threading.get_ident() == self._tid:
             self._sql_inside += 1
+
+
+_LENGTHS = ((1, 0.60), (2, 0.15), (3, 0.10), (6, 0.08), (12, 0.05), (MAX_BUDGET, 0.02))
+
+
+def prefill(study: optuna.Study, n_obs: int, seed: int) -> int:
+    """Add finished DyHPO trials holding ``n_obs`` observations; return their number."""
+    rng = random.Random(seed)
+    dists: dict[str, BaseDistribution] = {
+        f"x{i}": FloatDistribution(0.0, 1.0) for i in range(1, 5)
+    }
+    lengths, weights = zip(*_LENGTHS, strict=True)
+    trials: list[optuna.trial.FrozenTrial] = []
+    total = 0
+    while total < n_obs:
+        number = len(trials)
+        length = min(rng.choices(lengths, weights)[0], n_obs - total)
+        params = {k: rng.random() for k in dists}
+        values = {e: synthetic_value(params, e) for e in range(1, length + 1)}
+        done = length == MAX_BUDGET
+        system: dict[str, Any] = {SEGMENT_KEY: {"config": number, "start": 1, "parent": None}}
+        if not done:
+            system[PAUSED_KEY] = length
+        trials.append(
+            create_trial(
+                state=TrialState.COMPLETE if done else TrialState.PRUNED,
+                value=values[length] if done else None,
+                params=params,
+                distributions=dists,
+                intermediate_values=values,
+                system_attrs=system,
+                user_attrs={
+                    USER_CONFIG: number,
+                    USER_START: 1,
+                    USER_STATUS: "completed" if done else "paused",
+                },
+            )
+        )
+        total += length
+    study.add_trials(trials)
+    return len(trials)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -211,6 +271,7 @@ def run(
     progress: bool = True,
     policy: str = "dyhpo",
     out: Callable[[dict[str, Any]], None] | None = None,
+    prefilled: int = 0,
 ) -> dict[str, Any]:
     """One sequential study of ``epochs`` epochs on ``kind`` (``sqlite`` or ``postgres``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -235,13 +296,19 @@ def run(
                 study_name=f"storage-scaling-{epochs}-{os.getpid()}",
             )
             probe = Probe()
+            if prefilled:
+                if progress:
+                    print(f"  [{kind}] prefilling {prefilled} observations", flush=True)
+                prefill(study, prefilled, seed)
+                probe.obs = prefilled
             for name in HOOKS[:-1]:
                 setattr(sampler, name, probe.wrap(name, getattr(sampler, name)))
             pruner.prune = probe.wrap("prune", pruner.prune)  # type: ignore[method-assign]
             sampler._decide = probe.wrap_model(sampler._decide)  # type: ignore[method-assign]
             engine = storage.engine
             event.listen(engine, "before_cursor_execute", probe.on_statement)
-            next_report = [1000]
+            step = 50 if prefilled else 1000  # results saved every `step` epochs
+            next_report = [prefilled + step]
             at_mark: dict[str, float] = {}
             t0 = time.perf_counter()
 
@@ -252,6 +319,7 @@ def run(
                     "policy": policy,
                     "epochs": probe.obs,
                     "target_epochs": epochs,
+                    "prefilled": prefilled,
                     "seed": seed,
                     "n_candidates": n_candidates,
                     "trials": len(study.get_trials(deepcopy=False)),
@@ -268,7 +336,7 @@ def run(
 
             def stop(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                 for m in MARKS:
-                    if probe.obs >= m and str(m) not in at_mark:
+                    if not prefilled and probe.obs >= m and str(m) not in at_mark:
                         at_mark[str(m)] = sum(probe.hook_seconds.values())
                 if probe.obs >= next_report[0]:
                     if progress:
@@ -276,7 +344,7 @@ def run(
                         print(f"  [{kind}] {probe.obs} epochs, hooks {hooks:.1f} s", flush=True)
                     if out is not None:
                         out(result())
-                    next_report[0] += 1000
+                    next_report[0] += step
                 if probe.obs >= epochs:
                     study.stop()
 
@@ -341,6 +409,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-candidates", type=int, default=64)
     parser.add_argument("--policy", choices=["dyhpo", "stub"], default="dyhpo")
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="observations added before the run (see above)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument(
         "--report",
@@ -375,6 +446,7 @@ def main() -> None:
                 postgres_url=args.postgres_url,
                 policy=args.policy,
                 out=save,
+                prefilled=args.prefill,
             )
             results.append(r)
             save(r, results[:-1])

@@ -141,6 +141,7 @@ class DyHPOSampler(BaseSampler):
             EngineSettings(self.max_budget, self.n_startup_configs, self.n_candidates), self._seed
         )
         self._plans: dict[int, dict[str, Any]] = {}
+        self._resumes: set[int] = set()  # trial ids this sampler made continuations
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
@@ -209,8 +210,11 @@ class DyHPOSampler(BaseSampler):
     ) -> Any:
         self._check_study(study)
         plan = self._plans.get(trial._trial_id)
-        seg = trial.system_attrs.get(SEGMENT_KEY)
-        resumed = isinstance(seg, dict) and seg.get("parent") is not None
+        if plan is not None:  # planned here: no storage read (trial.system_attrs is one)
+            resumed = trial._trial_id in self._resumes
+        else:
+            seg = trial.system_attrs.get(SEGMENT_KEY)
+            resumed = isinstance(seg, dict) and seg.get("parent") is not None
         if plan is not None and param_name in plan:
             value = plan[param_name]
             try:
@@ -347,6 +351,7 @@ class DyHPOSampler(BaseSampler):
         storage = study._storage
         start = config.last_step + 1
         self._plans[trial._trial_id] = dict(config.params)
+        self._resumes.add(trial._trial_id)
         segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
         storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
         trial.system_attrs[SEGMENT_KEY] = segment
@@ -372,6 +377,7 @@ class DyHPOSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self._plans.pop(trial._trial_id, None)
+        self._resumes.discard(trial._trial_id)
         self._random.pop(trial._trial_id, None)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):
