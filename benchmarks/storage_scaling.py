@@ -99,11 +99,13 @@ class Probe:
 
     def __init__(self) -> None:
         self.obs = 0
-        self.decisions: list[tuple[str, int, float, float, int]] = []
+        # (kind, obs, seconds, model seconds, statements, CPU seconds, model CPU seconds)
+        self.decisions: list[tuple[str, int, float, float, int, float, float]] = []
         self.hook_seconds: dict[str, float] = dict.fromkeys(HOOKS, 0.0)
         self.sql_all = 0
         self._sql_inside = 0
         self._model = 0.0
+        self._model_cpu = 0.0
         self._depth = 0
         self._tid = threading.get_ident()
 
@@ -113,17 +115,25 @@ class Probe:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             self._depth += 1
-            sql0, model0 = self._sql_inside, self._model
-            t0 = time.perf_counter()
+            sql0, model0, mcpu0 = self._sql_inside, self._model, self._model_cpu
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                dt = time.perf_counter() - t0
+                dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
                 self._depth -= 1
                 self.hook_seconds[name] += dt
                 if decision:
                     self.decisions.append(
-                        (name, self.obs, dt, self._model - model0, self._sql_inside - sql0)
+                        (
+                            name,
+                            self.obs,
+                            dt,
+                            self._model - model0,
+                            self._sql_inside - sql0,
+                            cpu,
+                            self._model_cpu - mcpu0,
+                        )
                     )
 
         return timed
@@ -131,11 +141,12 @@ class Probe:
     def wrap_model(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self._model += time.perf_counter() - t0
+                self._model_cpu += time.thread_time() - c0
 
         return timed
 
@@ -235,7 +246,7 @@ def _storage(kind: str, workdir: Path, postgres_url: str | None) -> Iterator[RDB
 
 
 def window(
-    decisions: list[tuple[str, int, float, float, int]], mark: int
+    decisions: list[tuple[str, int, float, float, int, float, float]], mark: int
 ) -> dict[str, Any] | None:
     """Figures of the decisions made while the study held (0.9 * mark, mark] epochs."""
     sel = [d for d in decisions if 0.9 * mark < d[1] <= mark]
@@ -258,6 +269,14 @@ def window(
         "sql_per_prune": statistics.fmean(prunes) if prunes else math.nan,
         "sql_per_start": statistics.fmean(starts) if starts else math.nan,
         "sql_max": max(d[4] for d in sel),
+        # CPU time of the deciding thread: what the decision costs this process, without the
+        # time it waited for a CPU on a busy machine (nor for the database server).
+        "cpu_p50_ms": 1000 * _percentile([d[5] for d in sel], 0.5),
+        "cpu_p95_ms": 1000 * _percentile([d[5] for d in sel], 0.95),
+        "storage_cpu_p50_ms": 1000 * _percentile([d[5] - d[6] for d in sel], 0.5),
+        "storage_cpu_p95_ms": 1000 * _percentile([d[5] - d[6] for d in sel], 0.95),
+        "model_cpu_p50_ms": 1000 * _percentile([d[6] for d in sel], 0.5),
+        "model_cpu_p95_ms": 1000 * _percentile([d[6] for d in sel], 0.95),
     }
 
 
@@ -366,20 +385,32 @@ def table(results: list[dict[str, Any]]) -> str:
         "| SQL statements per decision (prune / trial start) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    longest: dict[str, dict[str, Any]] = {}
-    for r in results:
-        if r["epochs"] >= longest.get(_label(r), {"epochs": -1})["epochs"]:
-            longest[_label(r)] = r
-    for label, r in longest.items():
+    # One row per (storage, decisions, mark): the run that reached furthest wins.
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in sorted(results, key=lambda r: r["epochs"]):
         for mark, w in r["windows"].items():
-            if w is None:
-                continue
+            if w is not None:
+                rows[(_label(r), int(mark))] = w
+    for (label, mark), w in sorted(rows.items()):
+        lines.append(
+            f"| {label} | {mark:,} | {w['p50_ms']:.1f} / {w['p95_ms']:.1f} "
+            f"| {w['storage_p50_ms']:.1f} / {w['storage_p95_ms']:.1f} "
+            f"| {w['model_p50_ms']:.1f} / {w['model_p95_ms']:.1f} "
+            f"| {w['sql_per_decision']:.1f} ({w['sql_per_prune']:.1f} / "
+            f"{w['sql_per_start']:.1f}) |"
+        )
+    lines += [
+        "",
+        "| storage (decisions) | observations | CPU ms per decision p50 / p95 "
+        "| storage part CPU p50 / p95 | model part CPU p50 / p95 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for (label, mark), w in sorted(rows.items()):
+        if "cpu_p50_ms" in w:
             lines.append(
-                f"| {label} | {int(mark):,} | {w['p50_ms']:.1f} / {w['p95_ms']:.1f} "
-                f"| {w['storage_p50_ms']:.1f} / {w['storage_p95_ms']:.1f} "
-                f"| {w['model_p50_ms']:.1f} / {w['model_p95_ms']:.1f} "
-                f"| {w['sql_per_decision']:.1f} ({w['sql_per_prune']:.1f} / "
-                f"{w['sql_per_start']:.1f}) |"
+                f"| {label} | {mark:,} | {w['cpu_p50_ms']:.1f} / {w['cpu_p95_ms']:.1f} "
+                f"| {w['storage_cpu_p50_ms']:.1f} / {w['storage_cpu_p95_ms']:.1f} "
+                f"| {w['model_cpu_p50_ms']:.1f} / {w['model_cpu_p95_ms']:.1f} |"
             )
     lines += [
         "",
