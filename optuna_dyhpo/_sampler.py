@@ -32,12 +32,12 @@ from optuna_dyhpo._state import USER_PARENT
 from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import acquire_claim
 from optuna_dyhpo._state import claim_name
-from optuna_dyhpo._state import continuations
 from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._state import release_claim
+from optuna_dyhpo._study_io import StudyReader
+from optuna_dyhpo._study_io import write_curve
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import warn_once
 
@@ -163,6 +163,7 @@ class DyHPOSampler(BaseSampler):
             self._seed,
         )
         self._plans: dict[int, dict[str, Any]] = {}
+        self._resumes: set[int] = set()  # trial ids this sampler made continuations
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
@@ -231,8 +232,11 @@ class DyHPOSampler(BaseSampler):
     ) -> Any:
         self._check_study(study)
         plan = self._plans.get(trial._trial_id)
-        seg = trial.system_attrs.get(SEGMENT_KEY)
-        resumed = isinstance(seg, dict) and seg.get("parent") is not None
+        if plan is not None:  # planned here: no storage read (trial.system_attrs is one)
+            resumed = trial._trial_id in self._resumes
+        else:
+            seg = trial.system_attrs.get(SEGMENT_KEY)
+            resumed = isinstance(seg, dict) and seg.get("parent") is not None
         if plan is not None and param_name in plan:
             value = plan[param_name]
             try:
@@ -337,17 +341,21 @@ class DyHPOSampler(BaseSampler):
         parent_trial = storage.get_trial(config.last_trial_id)
         if parent_trial.state != TrialState.PRUNED:
             return False
-        children = continuations(storage, study._study_id, parent_trial.number)
+        # As of the decision's read; checked again, fresh, once the claim is held.
+        children = self._reader.continuations(study, parent_trial.number, fresh=False)
         if any(not crashed for crashed in children.values()):
             return False
-        name = claim_name(study.study_name, parent_trial.number, len(children))
+        n_children = len(children)
+        name = claim_name(study.study_name, parent_trial.number, n_children)
         claim_id = acquire_claim(storage, name, self._claim_timeout)
         if claim_id is None:
             _logger.debug(f"Configuration {config.config_id} was claimed by another worker.")
             return False
         try:
-            children = continuations(storage, study._study_id, parent_trial.number)
-            if any(not crashed for crashed in children.values()):
+            children = self._reader.continuations(study, parent_trial.number)
+            # A continuation made since the count above belongs to the holder of another
+            # claim name: only the holder of the current count's claim may resume.
+            if len(children) != n_children or any(not c for c in children.values()):
                 return False
             self._write_continuation(study, trial, config, parent_trial, decision)
         finally:
@@ -365,14 +373,15 @@ class DyHPOSampler(BaseSampler):
         storage = study._storage
         start = config.last_step + 1
         self._plans[trial._trial_id] = dict(config.params)
+        self._resumes.add(trial._trial_id)
         segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
         storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
         trial.system_attrs[SEGMENT_KEY] = segment
         # The continuation carries the whole curve so far, so the latest trial of a
-        # configuration always shows its complete learning curve.
-        for step, value in enumerate(config.curve, start=1):
-            storage.set_trial_intermediate_value(trial._trial_id, step, value)
-            trial.intermediate_values[step] = value
+        # configuration always shows its complete learning curve (one write for all steps).
+        curve = dict(enumerate(config.curve, start=1))
+        write_curve(storage, trial._trial_id, curve)
+        trial.intermediate_values.update(curve)
         storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, config.config_id)
         storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, start)
@@ -390,6 +399,7 @@ class DyHPOSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self._plans.pop(trial._trial_id, None)
+        self._resumes.discard(trial._trial_id)
         self._random.pop(trial._trial_id, None)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):

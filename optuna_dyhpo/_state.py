@@ -6,8 +6,7 @@ configuration) and segments into :class:`Configuration` records, computes every 
 implements the claim protocol that makes a resume happen exactly once. The sampler, pruner,
 budget, Tuner, visualization and benchmarks all read the study through it.
 
-Finished trials are immutable, so their parsed form is cached per (storage, study, trial);
-unfinished trials are parsed again on every read.
+Reading a study incrementally (finished trials are parsed once) is ``_study_io``'s part.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from dataclasses import field
 import math
 import time
 from typing import Any
-import weakref
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -284,58 +282,6 @@ def build_configurations(
     return configs
 
 
-class StudyReader:
-    """Reads segments and configurations, caching finished trials per storage and study.
-
-    The cache is keyed by the storage object and the study id, so one sampler can serve
-    several studies (and storages) without mixing them.
-    """
-
-    def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[
-            Any, dict[tuple[int, int, bool], Segment | None]
-        ] = weakref.WeakKeyDictionary()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def segments(
-        self,
-        study: optuna.Study,
-        *,
-        foreign: bool = False,
-        trials: list[FrozenTrial] | None = None,
-    ) -> list[Segment]:
-        """Every segment of the study (WAITING trials excluded), by trial number."""
-        storage = study._storage
-        if trials is None:
-            trials = storage.get_all_trials(study._study_id, deepcopy=False)
-        finished = self._cache.setdefault(storage, {})
-        out: list[Segment] = []
-        for t in trials:
-            if t.state == TrialState.WAITING:
-                continue
-            if t.state.is_finished():
-                key = (study._study_id, t._trial_id, foreign)
-                if key not in finished:
-                    finished[key] = parse_trial(t, foreign)
-                seg = finished[key]
-            else:
-                seg = parse_trial(t, foreign)
-            if seg is not None:
-                out.append(seg)
-        return out
-
-    def read(
-        self, study: optuna.Study, max_budget: int | None = None, *, foreign: bool = False
-    ) -> dict[int, Configuration]:
-        """Every configuration of the study, by configuration id."""
-        return build_configurations(self.segments(study, foreign=foreign), max_budget)
-
-
 def get_configurations(study: optuna.Study) -> list[Configuration]:
     """Every configuration of a DyHPO study, with its whole learning curve.
 
@@ -359,6 +305,8 @@ def get_configurations(study: optuna.Study) -> list[Configuration]:
 
     sampler = study.sampler
     max_budget = sampler.max_budget if isinstance(sampler, DyHPOSampler) else None
+    from optuna_dyhpo._study_io import StudyReader
+
     configs = StudyReader().read(study, max_budget)
     return [configs[k] for k in sorted(configs)]
 
@@ -407,14 +355,3 @@ def release_claim(storage: BaseStorage, claim_id: int) -> None:
         storage.delete_study(claim_id)
     except KeyError:
         pass
-
-
-def continuations(storage: BaseStorage, study_id: int, parent_number: int) -> dict[int, bool]:
-    """Continuations of a trial, fresh from storage: trial number -> crashed."""
-    out: dict[int, bool] = {}
-    for t in storage.get_all_trials(study_id, deepcopy=False):
-        seg = t.system_attrs.get(SEGMENT_KEY)
-        if isinstance(seg, dict) and seg.get("parent") == parent_number:
-            status = t.user_attrs.get(USER_STATUS)
-            out[t.number] = is_crashed(t.state, status if isinstance(status, str) else None)
-    return out

@@ -9,9 +9,9 @@ from optuna.trial import TrialState
 from optuna.trial import create_trial
 
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._state import parse_trial
+from optuna_dyhpo._study_io import StudyReader
 
 DIST = {"x": FloatDistribution(0.0, 1.0)}
 

@@ -34,8 +34,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._study_io import StudyReader
 
 if TYPE_CHECKING:
     from types import ModuleType
