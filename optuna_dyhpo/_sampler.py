@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
 from optuna.storages._heartbeat import get_heartbeat_thread
@@ -21,6 +22,11 @@ from optuna.trial import TrialState
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
+from optuna_dyhpo._liveness import SilentTrialSweeper
+from optuna_dyhpo._liveness import abandon_trial
+from optuna_dyhpo._liveness import first_heartbeat
+from optuna_dyhpo._liveness import install_optimize_hooks
+from optuna_dyhpo._liveness import prepare_storage
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import PAUSED_KEY
@@ -144,6 +150,11 @@ class DyHPOSampler(BaseSampler):
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
+        # Liveness (``_liveness.py``): trials another worker finished while this one planned
+        # them, and the sweep for trials whose worker died before their first heartbeat.
+        self._lost: set[int] = set()
+        self._sweeper = SilentTrialSweeper()
+        install_optimize_hooks()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -153,6 +164,7 @@ class DyHPOSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        install_optimize_hooks()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -211,6 +223,10 @@ class DyHPOSampler(BaseSampler):
         plan = self._plans.get(trial._trial_id)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         resumed = isinstance(seg, dict) and seg.get("parent") is not None
+        if trial._trial_id in self._lost:
+            raise optuna.TrialPruned(
+                f"Trial {trial.number} was finished by another worker while DyHPO planned it."
+            )
         if plan is not None and param_name in plan:
             value = plan[param_name]
             try:
@@ -249,12 +265,36 @@ class DyHPOSampler(BaseSampler):
         raise optuna.TrialPruned(message)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._check_study(study)
-        # Optuna starts the trial's heartbeat after `ask()`, i.e. after this decision. Beating
-        # during the decision too lets a worker killed while deciding be failed as stale like
-        # any other crash, and keeps a slow decision (a first fit) from looking stale.
-        with get_heartbeat_thread(trial._trial_id, study._storage):
-            self._plan_trial(study, trial)
+        try:
+            self._check_study(study)
+            prepare_storage(study)
+            # The trial's first heartbeat is written here, synchronously, before any DyHPO
+            # state: a worker killed after it is failed as stale like any crash. Optuna starts
+            # its own heartbeat only after `ask()`, i.e. after this decision; beating during
+            # the decision too keeps a slow decision (a first fit) from looking stale.
+            first_heartbeat(study._storage, trial._trial_id)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                self._sweeper.sweep(study)
+                self._plan_trial(study, trial)
+        except UpdateFinishedTrialError:
+            if not study._storage.get_trial(trial._trial_id).state.is_finished():
+                self._forget(trial._trial_id)
+                abandon_trial(study, trial)
+                raise
+            # Failed as stale by another worker while this one decided (an overloaded
+            # machine): the objective stops at its first suggestion and `study.optimize`
+            # goes on (see `_liveness.install_optimize_hooks`).
+            self._lost.add(trial._trial_id)
+            _logger.debug(f"Trial {trial.number} was finished by another worker.")
+        except BaseException:  # rejected: `ask()` raises, so nobody will tell the trial
+            self._forget(trial._trial_id)
+            abandon_trial(study, trial)
+            raise
+
+    def _forget(self, trial_id: int) -> None:
+        self._plans.pop(trial_id, None)
+        self._random.pop(trial_id, None)
+        self._lost.discard(trial_id)
 
     def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         storage = study._storage
@@ -367,8 +407,7 @@ class DyHPOSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        self._plans.pop(trial._trial_id, None)
-        self._random.pop(trial._trial_id, None)
+        self._forget(trial._trial_id)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):
             return
