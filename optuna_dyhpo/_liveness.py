@@ -197,6 +197,18 @@ def prepare_storage(study: optuna.Study) -> None:
 def stopped_message(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> str:
     """What happened to a trial that another worker finished while this one ran it."""
     interval, grace = heartbeat_settings(storage)
+    seg = trial.system_attrs.get(SEGMENT_KEY)
+    head = (
+        f"Trial {trial.number} was finished ({trial.state.name}) by another worker while this "
+        "worker was running it"
+    )
+    tail = "This worker stops the trial and goes on with the next one"
+    if trial.state != TrialState.FAIL:
+        return (
+            f"{head}: both claimed it (a storage whose claims are not atomic, e.g. Optuna's "
+            f"default SQLite storage; use optuna_dyhpo.storages.create_sqlite_storage). "
+            f"{tail}; the other worker's result stands."
+        )
     if interval is not None:
         why = (
             f"its heartbeat was not recorded for grace_period={grace} s "
@@ -205,9 +217,8 @@ def stopped_message(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> st
         )
         fix = f" Raise heartbeat_interval and grace_period ({README_SECTION})."
     else:
-        why = "something other than this worker finished it"
+        why = "something other than this worker failed it"
         fix = ""
-    seg = trial.system_attrs.get(SEGMENT_KEY)
     if not isinstance(seg, dict):
         outcome = "no DyHPO state had been written for it"
     elif seg.get("parent") is not None:
@@ -219,11 +230,7 @@ def stopped_message(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> st
         outcome = (
             f"configuration {seg.get('config')} had no checkpoint yet and is recorded as crashed"
         )
-    return (
-        f"Trial {trial.number} was finished ({trial.state.name}) by another worker while this "
-        f"worker was running it: {why}. This worker stops the trial and goes on with the next "
-        f"one; {outcome}.{fix}"
-    )
+    return f"{head}: {why}. {tail}; {outcome}.{fix}"
 
 
 def _dyhpo_sampler(study: optuna.Study) -> Any:
