@@ -69,10 +69,17 @@ def heartbeat_settings(storage: BaseStorage) -> tuple[int | None, int | None]:
 
 
 def first_heartbeat(storage: BaseStorage, trial_id: int) -> None:
-    """Record ``trial_id``'s heartbeat now, in this thread (no-op without heartbeats)."""
+    """Record ``trial_id``'s heartbeat now, in this thread (no-op without heartbeats).
+
+    A failed write is logged, not raised: the heartbeat thread tries again, and a trial that
+    never gets a heartbeat is failed after the grace period like one whose worker died.
+    """
     if is_heartbeat_enabled(storage):
         assert isinstance(storage, BaseHeartbeat)
-        storage.record_heartbeat(trial_id)
+        try:
+            storage.record_heartbeat(trial_id)
+        except Exception as e:
+            _logger.warning(f"Could not record the first heartbeat of trial id {trial_id}: {e!r}")
 
 
 def _silent_running_trials(storage: BaseStorage, study_id: int) -> list[tuple[int, datetime]]:
