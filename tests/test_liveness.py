@@ -231,7 +231,8 @@ def test_a_trial_without_heartbeat_is_failed_and_its_configuration_resumed(
     row, older than the grace period): Optuna's ``fail_stale_trials`` never fails it; the next
     DyHPO decision does, and the configuration is resumed from its last checkpoint."""
     db = tmp_path / "s.db"
-    storage = create_sqlite_storage(db, heartbeat_interval=1, grace_period=2)
+    # A long grace period: no live trial of this test looks stale, however loaded the machine.
+    storage = create_sqlite_storage(db, heartbeat_interval=1, grace_period=600)
     try:
         study = scripted_study(storage, tmp_path)
         study.optimize(Objective(lambda t, p: None), n_trials=1)  # config 0 paused at 2
@@ -242,7 +243,7 @@ def test_a_trial_without_heartbeat_is_failed_and_its_configuration_resumed(
         dead_id = storage.create_new_trial(study._study_id)
         assert sampler._claim(study, storage.get_trial(dead_id), paused)
         young_id = storage.create_new_trial(study._study_id)  # a live worker, just started
-        _backdate(db, dead_id, 10)
+        _backdate(db, dead_id, 3600)
         assert get_configurations(study)[0].status == "running"
         optuna.storages.fail_stale_trials(study)  # Optuna skips trials without a heartbeat
         assert storage.get_trial(dead_id).state == TrialState.RUNNING
@@ -265,13 +266,14 @@ def test_an_enqueued_trial_whose_worker_died_before_its_heartbeat_is_enqueued_ag
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "s.db"
-    storage = create_sqlite_storage(db, heartbeat_interval=1, grace_period=2)
+    # A long grace period: no live trial of this test looks stale, however loaded the machine.
+    storage = create_sqlite_storage(db, heartbeat_interval=1, grace_period=600)
     try:
         study = scripted_study(storage, tmp_path)
         study.enqueue_trial({"x": 0.25})
         (waiting,) = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         assert storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)  # dies
-        _backdate(db, waiting._trial_id, 10)
+        _backdate(db, waiting._trial_id, 3600)
         # The first decision fails and re-enqueues it; the next trial runs it.
         study.optimize(Objective(lambda t, p: None), n_trials=2)
         assert storage.get_trial(waiting._trial_id).state == TrialState.FAIL
