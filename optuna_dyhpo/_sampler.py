@@ -268,28 +268,23 @@ class DyHPOSampler(BaseSampler):
         try:
             self._check_study(study)
             prepare_storage(study)
-            # The trial's first heartbeat is written here, synchronously, before any DyHPO
-            # state: a worker killed after it is failed as stale like any crash. Optuna starts
-            # its own heartbeat only after `ask()`, i.e. after this decision; beating during
-            # the decision too keeps a slow decision (a first fit) from looking stale.
+            # The first heartbeat precedes any DyHPO state (Optuna's starts after `ask()`);
+            # beating while deciding keeps a slow decision from looking stale.
             first_heartbeat(study._storage, trial._trial_id)
             with get_heartbeat_thread(trial._trial_id, study._storage):
                 self._sweeper.sweep(study)
                 self._plan_trial(study, trial)
-        except UpdateFinishedTrialError:
-            if not study._storage.get_trial(trial._trial_id).state.is_finished():
-                self._forget(trial._trial_id)
+        except BaseException as e:
+            lost = isinstance(e, UpdateFinishedTrialError) and (
+                study._storage.get_trial(trial._trial_id).state.is_finished()
+            )
+            self._forget(trial._trial_id)
+            if not lost:  # rejected: `ask()` raises, so nobody would tell the trial
                 abandon_trial(study, trial)
                 raise
-            # Failed as stale by another worker while this one decided (an overloaded
-            # machine): the objective stops at its first suggestion and `study.optimize`
-            # goes on (see `_liveness.install_optimize_hooks`).
+            # Failed as stale by another worker while this one decided: the objective stops
+            # at its first suggestion and `study.optimize` goes on (`_liveness`).
             self._lost.add(trial._trial_id)
-            _logger.debug(f"Trial {trial.number} was finished by another worker.")
-        except BaseException:  # rejected: `ask()` raises, so nobody will tell the trial
-            self._forget(trial._trial_id)
-            abandon_trial(study, trial)
-            raise
 
     def _forget(self, trial_id: int) -> None:
         self._plans.pop(trial_id, None)

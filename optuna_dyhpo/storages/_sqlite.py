@@ -262,7 +262,9 @@ def create_sqlite_storage(
     Returns:
         An :class:`~optuna.storages.RDBStorage` to pass to :func:`optuna.create_study` or
         :func:`optuna.load_study` in every worker. Pass this object (or call this function in
-        each worker), not its URL: a URL string gives a plain RDBStorage without the fix.
+        each worker), not its URL: a URL string gives a plain RDBStorage, which
+        :class:`~optuna_dyhpo.DyHPOSampler` fixes only when ``study.optimize`` starts (or at
+        its first decision with ``study.ask()``), and other samplers not at all.
 
     Raises:
         ValueError: If ``url_or_path`` is not a path or an on-disk SQLite URL, if
