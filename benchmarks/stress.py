@@ -17,10 +17,20 @@ Usage (from the repository root)::
     python -m benchmarks.stress run --storage postgresql+psycopg2://user@host/db \\
         --workers 6 --epochs 600 --kill-interval 5 --out stress.json
 
+    # overload: 4 CPU burners on top of the workers, a 2 s grace period, 20 enqueued trials
+    python -m benchmarks.stress run --workers 6 --epochs 300 --kill-interval 10 \\
+        --burners 4 --grace-period 2 --enqueue 20 --storage sqlite-plain:///tmp/s.db
+
 Storage URLs: any SQLAlchemy URL (``postgresql+psycopg2://...``, ``mysql+pymysql://...``:
 ``RDBStorage`` with ``heartbeat_interval=1, grace_period=3``), ``sqlite:///path.db``
-(:func:`optuna_dyhpo.storages.create_sqlite_storage` with the same heartbeat) or
-``journal:<path>`` (``JournalStorage(JournalFileBackend(path))``; no heartbeat, so no kills).
+(:func:`optuna_dyhpo.storages.create_sqlite_storage` with the same heartbeat),
+``sqlite-plain:///path.db`` (a plain ``RDBStorage("sqlite:///path.db")``, as a URL string
+gives; DyHPO makes its claims atomic) or ``journal:<path>``
+(``JournalStorage(JournalFileBackend(path))``; no heartbeat, so no kills).
+
+Every objective call writes its trial number to ``ran-<worker>.txt`` in the log directory, so
+a trial run by two workers at once (a duplicate claim) is caught; workers that another worker
+failed as stale while they trained (overload) are counted from their DyHPOWarning.
 """
 
 from __future__ import annotations
@@ -36,7 +46,6 @@ from pathlib import Path
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,46 +55,62 @@ import warnings
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from benchmarks._stress_invariants import WORKER_ATTR
+from benchmarks._stress_invariants import check_invariants
+from benchmarks._stress_invariants import recovery_figures
+from benchmarks._stress_load import Burners
+from benchmarks._stress_load import Workers
+from benchmarks._stress_load import install_probe
+from benchmarks._stress_load import load_figures
 from benchmarks.sampler_overhead import synthetic_value
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import epochs_spent
-from optuna_dyhpo._state import CHECKPOINT_KEY
-from optuna_dyhpo._state import PAUSED_KEY
+from optuna_dyhpo._liveness import fail_silent_trials
 from optuna_dyhpo._state import SEGMENT_KEY
-from optuna_dyhpo._state import USER_STATUS
-from optuna_dyhpo._state import build_configurations
-from optuna_dyhpo._state import parse_trial
+
+__all__ = [
+    "WORKER_ATTR",
+    "StressObjective",
+    "check_invariants",
+    "dispose_storage",
+    "make_storage",
+    "recovery_figures",
+    "run_stress",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_INTERVAL = 1
 GRACE_PERIOD = 3
-WORKER_ATTR = "stress_worker"
-"""User attribute naming the worker (its index) that ran a trial."""
-
-_FINAL_STATUSES = ("paused", "completed", "stopped", "diverged", "crashed")
 
 
 # --------------------------------------------------------------------------- storage
-def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
+def make_storage(
+    url: str,
+    *,
+    heartbeat: bool = True,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    grace_period: int = GRACE_PERIOD,
+) -> BaseStorage:
     """The storage a worker (or the parent) uses for ``url``.
 
     Args:
-        url: ``sqlite:///...`` (the SQLite factory), ``journal:<path>`` (a journal file) or any
-            other SQLAlchemy URL (a plain :class:`~optuna.storages.RDBStorage`).
-        heartbeat: Enable Optuna's heartbeat (``heartbeat_interval=1, grace_period=3``) on RDB
-            storages; journal files have none.
+        url: ``sqlite:///...`` (the SQLite factory), ``sqlite-plain:///...`` (a plain
+            :class:`~optuna.storages.RDBStorage` on that SQLite URL), ``journal:<path>`` (a
+            journal file) or any other SQLAlchemy URL (a plain RDBStorage).
+        heartbeat: Enable Optuna's heartbeat on RDB storages; journal files have none.
+        heartbeat_interval: Seconds between heartbeats.
+        grace_period: Seconds without a heartbeat after which a trial is failed as stale.
 
     Returns:
         The storage.
     """
     hb: dict[str, Any] = (
-        {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD}
+        {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         if heartbeat
         else {}
     )
@@ -96,6 +121,8 @@ def make_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
         return JournalStorage(JournalFileBackend(url[len("journal:") :]))
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if url.startswith("sqlite-plain:"):
+            return optuna.storages.RDBStorage("sqlite:" + url[len("sqlite-plain:") :], **hb)
         if url.startswith("sqlite"):
             from optuna_dyhpo.storages import create_sqlite_storage
 
@@ -128,17 +155,26 @@ class StressObjective:
         worker_index: Written to each trial as the user attribute ``stress_worker``.
         deadline: Optional ``time.time()`` after which no epoch is reported: the trial saves a
             checkpoint, stops the study and ends pruned (used by ``benchmarks.scaling``).
+        run_log: Optional file to which each call appends its trial number.
     """
 
     def __init__(
-        self, epoch_seconds: float, worker_index: int, deadline: float | None = None
+        self,
+        epoch_seconds: float,
+        worker_index: int,
+        deadline: float | None = None,
+        run_log: Path | None = None,
     ) -> None:
         self.epoch_seconds = epoch_seconds
         self.worker_index = worker_index
         self.deadline = deadline
+        self.run_log = run_log
         self.epochs = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.run_log is not None:
+            with open(self.run_log, "a") as f:
+                f.write(f"{trial.number}\n")
         trial.set_user_attr(WORKER_ATTR, self.worker_index)
         params = {f"x{i}": trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(1, 5)}
         resume = TrialResume(trial)
@@ -179,24 +215,39 @@ class StressObjective:
 
 # --------------------------------------------------------------------------- worker
 def _worker(args: argparse.Namespace) -> None:
+    import faulthandler
+
     import torch
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks of a straggler
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     from optuna.artifacts import FileSystemArtifactStore
 
-    storage = make_storage(args.storage, heartbeat=_has_heartbeat(args.storage))
+    storage = make_storage(
+        args.storage,
+        heartbeat=_has_heartbeat(args.storage),
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+    )
     try:
         sampler = DyHPOSampler(
             args.max_budget,
             seed=args.seed + args.index,
             artifact_store=FileSystemArtifactStore(args.artifact_dir),
         )
+        pruner = DyHPOPruner()
         study = optuna.load_study(
-            study_name=args.study, storage=storage, sampler=sampler, pruner=DyHPOPruner()
+            study_name=args.study, storage=storage, sampler=sampler, pruner=pruner
         )
-        objective = StressObjective(args.epoch_seconds, args.index)
+        run_log = None
+        if args.log_dir:
+            run_log = Path(args.log_dir) / f"ran-{args.index}.txt"
+            timing = Path(args.log_dir) / f"timing-{args.index}.txt"
+            install_probe(sampler, pruner, storage, timing)
+        objective = StressObjective(args.epoch_seconds, args.index, run_log=run_log)
         # Exceptions of the objective fail the trial (and show in the invariants); the worker
         # goes on, as a production worker would.
         study.optimize(
@@ -207,78 +258,6 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- parent
-class _Workers:
-    """The worker processes of one run, by index."""
-
-    def __init__(self, base_cmd: list[str], log_dir: Path) -> None:
-        self.base_cmd = base_cmd
-        self.log_dir = log_dir
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.killed: set[int] = set()
-        self._next = 0
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        env.setdefault("OMP_NUM_THREADS", "1")
-        self.env = env
-
-    def start(self) -> int:
-        index = self._next
-        self._next += 1
-        log = open(self.log_dir / f"worker-{index}.log", "wb")
-        try:
-            self.procs[index] = subprocess.Popen(
-                [*self.base_cmd, "--index", str(index)],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        finally:
-            log.close()
-        return index
-
-    def alive(self) -> list[int]:
-        return [i for i, p in self.procs.items() if p.poll() is None]
-
-    def kill(self, index: int) -> None:
-        proc = self.procs[index]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        self.killed.add(index)
-
-    def errors(self) -> list[dict[str, Any]]:
-        """Workers that exited non-zero without being killed, with the tail of their log."""
-        out = []
-        for i, p in self.procs.items():
-            if i in self.killed or p.returncode in (None, 0):
-                continue
-            tail = (self.log_dir / f"worker-{i}.log").read_text(errors="replace")[-3000:]
-            out.append({"worker": i, "returncode": p.returncode, "log_tail": tail})
-        return out
-
-    def warnings(self) -> list[str]:
-        """Lines of the workers' logs that mention a warning or an error."""
-        lines: list[str] = []
-        for i in self.procs:
-            path = self.log_dir / f"worker-{i}.log"
-            for line in path.read_text(errors="replace").splitlines():
-                if "Warning" in line or "Error" in line or "Broke the stale" in line:
-                    lines.append(f"worker {i}: {line[:300]}")
-        return lines
-
-    def stop_all(self) -> None:
-        """SIGKILL every worker still running (cleanup)."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.kill()
-        for p in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=10)
-
-
 def _pick_victim(
     storage: BaseStorage, study_id: int, alive: list[int], rng: random.Random
 ) -> int | None:
@@ -305,12 +284,8 @@ def _pick_victim(
 
 
 def _reap_orphans(storage: BaseStorage, study_id: int) -> list[dict[str, Any]]:
-    """Fail trials still RUNNING once every worker is gone; return what they were.
-
-    Optuna's heartbeat starts only after ``study.ask()`` (which runs the sampler's
-    ``before_trial``), so a worker killed inside ``ask()`` leaves a RUNNING trial without a
-    heartbeat that ``fail_stale_trials`` never fails. An operator would fail it by hand.
-    """
+    """Fail trials still RUNNING once every worker is gone and the stale and heartbeat-less
+    trials were failed; return what they were (expected: none on storages with heartbeats)."""
     out = []
     for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         seg = t.system_attrs.get(SEGMENT_KEY)
@@ -335,6 +310,10 @@ def run_stress(
     kill_every_epochs: int | None = None,
     drain_timeout: float | None = None,
     log_dir: str | os.PathLike[str] | None = None,
+    burners: int = 0,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    grace_period: int = GRACE_PERIOD,
+    enqueue: int = 0,
 ) -> dict[str, Any]:
     """Run ``workers`` processes on one study, killing one every ``kill_interval`` seconds.
 
@@ -343,9 +322,10 @@ def run_stress(
     until the study has spent ``total_epochs`` kills a random worker with ``SIGKILL`` (a worker
     training a continuation when there is one, else one running a trial) and starts a
     replacement. Then it lets the workers finish (they stop through ``StopAfterEpochs``),
-    waits for the heartbeat's grace period and calls :func:`optuna.storages.fail_stale_trials`;
-    trials still RUNNING after that (killed inside ``study.ask()``, before Optuna's heartbeat
-    started) are failed as well and reported as ``orphans``.
+    waits for the heartbeat's grace period and calls :func:`optuna.storages.fail_stale_trials`
+    and DyHPO's sweep for trials that never recorded a heartbeat (what the next worker's
+    decision would do); trials still RUNNING after that are failed as well and reported as
+    ``orphans``.
 
     Args:
         storage_url: Where the study lives (see :func:`make_storage`).
@@ -367,12 +347,19 @@ def run_stress(
             is spent (default ``max_budget * epoch_seconds + 120``); stragglers are killed and
             reported as ``stragglers``.
         log_dir: Where the workers' logs go; a temporary directory (deleted) when ``None``.
+        burners: CPU-burning processes kept running until the workers are done (overload:
+            more busy processes than cores).
+        heartbeat_interval: The workers' heartbeat interval (seconds).
+        grace_period: Seconds without a heartbeat after which a trial is failed as stale.
+        enqueue: Trials enqueued (random parameters) before the workers start.
 
     Returns:
         Figures of the run: ``kills``, ``workers_started``, ``wall_seconds``, ``epochs``,
         ``trials``, ``decisions`` (trial starts + epochs), trial ``states``, the crash and
         recovery figures of :func:`recovery_figures`, ``orphans``, ``stragglers``,
-        ``worker_errors`` and ``study_name``.
+        ``worker_errors``, ``study_name`` and the figures of
+        :func:`benchmarks._stress_load.load_figures` (``duplicate_runs``,
+        ``stale_live_trials``, timings).
     """
     if (kill_interval or kill_every_epochs) and not _has_heartbeat(storage_url):
         raise ValueError("Kills need a storage with a heartbeat (RDB); journal files have none.")
@@ -383,10 +370,18 @@ def run_stress(
     art.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    storage = make_storage(storage_url, heartbeat=_has_heartbeat(storage_url))
-    pool: _Workers | None = None
+    storage = make_storage(
+        storage_url,
+        heartbeat=_has_heartbeat(storage_url),
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+    pool: Workers | None = None
+    burn: Burners | None = None
     try:
         study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+        for _ in range(enqueue):
+            study.enqueue_trial({f"x{i}": rng.random() for i in range(1, 5)})
         base_cmd = [
             sys.executable,
             "-m",
@@ -406,8 +401,15 @@ def run_stress(
             str(art),
             "--epoch-seconds",
             str(epoch_seconds),
+            "--heartbeat-interval",
+            str(heartbeat_interval),
+            "--grace-period",
+            str(grace_period),
+            "--log-dir",
+            str(logs),
         ]
-        pool = _Workers(base_cmd, logs)
+        burn = Burners(burners)
+        pool = Workers(base_cmd, logs)
         t0 = time.perf_counter()
         for _ in range(workers):
             pool.start()
@@ -439,14 +441,19 @@ def run_stress(
         while pool.alive() and time.perf_counter() < deadline:
             time.sleep(0.2)
         stragglers = pool.alive()
+        straggler_logs = pool.dump_stacks(stragglers)
         pool.stop_all()
+        burn.stop()
         wall = time.perf_counter() - t0
         orphans: list[dict[str, Any]] = []
         if _has_heartbeat(storage_url):
-            time.sleep(GRACE_PERIOD + HEARTBEAT_INTERVAL)
+            # What the next worker would do: fail stale trials (Optuna) and trials whose
+            # worker died before their first heartbeat (DyHPO's decision does this).
+            time.sleep(grace_period + heartbeat_interval)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
+            fail_silent_trials(study)
             orphans = _reap_orphans(storage, study._study_id)
         trials = storage.get_all_trials(study._study_id, deepcopy=False)
         epochs = epochs_spent(study)
@@ -466,233 +473,23 @@ def run_stress(
             **recovery_figures(trials),
             "orphans": orphans,
             "stragglers": stragglers,
+            "straggler_logs": straggler_logs,
             "worker_errors": pool.errors(),
             "worker_warnings": pool.warnings()[:50],
+            "burners": burners,
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "enqueued": enqueue,
+            **load_figures(logs),
         }
         return figures
     finally:
         if pool is not None:
             pool.stop_all()
+        if burn is not None:
+            burn.stop()
         dispose_storage(storage)
         shutil.rmtree(tmp_root, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- invariants
-def _segment(t: FrozenTrial) -> dict[str, Any] | None:
-    seg = t.system_attrs.get(SEGMENT_KEY)
-    return seg if isinstance(seg, dict) else None
-
-
-def _crashed(t: FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and USER_STATUS not in t.user_attrs
-
-
-def recovery_figures(trials: list[FrozenTrial]) -> dict[str, int]:
-    """How kills showed in the study.
-
-    Returns:
-        ``crashed_trials`` (FAIL without ``dyhpo_status``: the worker died), of which
-        ``crashed_continuations`` (a resumed segment) and ``crashed_roots``;
-        ``recovered_continuations``: crashed continuations whose parent was resumed again
-        afterwards by a trial of another worker; ``resumes``: live continuations.
-    """
-    by_number = {t.number: t for t in trials}
-    crashed = [t for t in trials if _crashed(t) and _segment(t) is not None]
-    cont = [t for t in crashed if _segment(t)["parent"] is not None]  # type: ignore[index]
-    recovered = 0
-    for c in cont:
-        parent = _segment(c)["parent"]  # type: ignore[index]
-        for t in by_number.values():
-            seg = _segment(t)
-            if (
-                seg is not None
-                and seg.get("parent") == parent
-                and t.number > c.number
-                and not _crashed(t)
-                and t.user_attrs.get(WORKER_ATTR) != c.user_attrs.get(WORKER_ATTR, -1)
-            ):
-                recovered += 1
-                break
-    resumes = sum(
-        1
-        for t in trials
-        if (s := _segment(t)) is not None and s.get("parent") is not None and not _crashed(t)
-    )
-    return {
-        "crashed_trials": len(crashed),
-        "crashed_continuations": len(cont),
-        "crashed_roots": len(crashed) - len(cont),
-        "recovered_continuations": recovered,
-        "resumes": resumes,
-    }
-
-
-def check_invariants(
-    storage: BaseStorage | str,
-    study_name: str,
-    max_budget: int,
-    *,
-    require_recovery: bool = False,
-) -> list[str]:
-    """Check a finished DyHPO study from its storage alone; return the violations.
-
-    (a) every trial has at most one non-crashed continuation; (b) every configuration ended
-    paused, completed, stopped, diverged or crashed (no trial RUNNING or WAITING), every paused
-    trial is either continued or its configuration's resumable end (with a checkpoint at its
-    last step), and every crashed continuation's configuration is paused again or was resumed
-    afterwards; (c) each configuration's curve is contiguous: segments chain through their
-    parents, a continuation starts right after its parent's last step and carries the
-    parent's values unchanged, the latest live segment holds exactly steps ``1..k``, and all
-    segments share the root's parameters; (d) no step beyond ``max_budget``; (e) every FAIL
-    is a crash (no ``dyhpo_status``), and finished non-FAIL segments carry a status; (f) with
-    ``require_recovery``, at least one crashed continuation was resumed afterwards by another
-    worker.
-
-    Args:
-        storage: The storage (or a URL for :func:`make_storage`).
-        study_name: The study.
-        max_budget: The sampler's ``max_budget``.
-        require_recovery: Also require (f).
-
-    Returns:
-        Human-readable violations; empty if every invariant holds.
-    """
-    own_storage = isinstance(storage, str)
-    st = make_storage(storage, heartbeat=False) if isinstance(storage, str) else storage
-    try:
-        study_id = st.get_study_id_from_name(study_name)
-        trials = st.get_all_trials(study_id, deepcopy=False)
-    finally:
-        if own_storage:
-            dispose_storage(st)
-    return _check(trials, max_budget, require_recovery)
-
-
-def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -> list[str]:
-    errors: list[str] = []
-    by_number = {t.number: t for t in trials}
-    segs = {t.number: s for t in trials if (s := _segment(t)) is not None}
-
-    # States, (e) failures and statuses.
-    for t in trials:
-        if t.state in (TrialState.RUNNING, TrialState.WAITING):
-            errors.append(f"(b) trial {t.number} is still {t.state.name}")
-        status = t.user_attrs.get(USER_STATUS)
-        if t.state == TrialState.FAIL and status is not None:
-            errors.append(f"(e) trial {t.number} FAILED with dyhpo_status={status!r} (not a kill)")
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.number in segs:
-            if status is None:
-                errors.append(f"(e) finished trial {t.number} ({t.state.name}) has no status")
-        if t.state.is_finished() and t.number not in segs and t.state != TrialState.FAIL:
-            errors.append(f"trial {t.number} ({t.state.name}) was not started by DyHPO")
-
-    # (a) at most one live continuation per trial.
-    live_children: dict[int, list[int]] = {}
-    for n, s in segs.items():
-        if s.get("parent") is not None and not _crashed(by_number[n]):
-            live_children.setdefault(int(s["parent"]), []).append(n)
-    for parent, kids in sorted(live_children.items()):
-        if len(kids) > 1:
-            errors.append(f"(a) trial {parent} was resumed {len(kids)} times: trials {kids}")
-
-    # (d) budget.
-    for t in trials:
-        if t.intermediate_values and max(t.intermediate_values) > max_budget:
-            errors.append(
-                f"(d) trial {t.number} reported step {max(t.intermediate_values)} "
-                f"> max_budget {max_budget}"
-            )
-
-    # (c) per configuration.
-    by_config: dict[int, list[int]] = {}
-    for n, s in segs.items():
-        by_config.setdefault(int(s["config"]), []).append(n)
-    for cid, numbers in sorted(by_config.items()):
-        root = by_number.get(cid)
-        if root is None or cid not in segs or segs[cid].get("parent") is not None:
-            errors.append(f"(c) configuration {cid} has no root trial {cid}")
-            continue
-        if int(segs[cid]["start"]) != 1:
-            errors.append(f"(c) root trial {cid} starts at {segs[cid]['start']}")
-        for n in numbers:
-            params = by_number[n].params
-            if params and root.params and params != root.params:
-                errors.append(f"(c) trial {n} of configuration {cid} has other params")
-        live = sorted((n for n in numbers if not _crashed(by_number[n])), key=lambda n: n)
-        for n in live:
-            s, t = segs[n], by_number[n]
-            if s.get("parent") is None:
-                if n != cid:
-                    errors.append(f"(c) trial {n} of configuration {cid} has no parent")
-                continue
-            p = int(s["parent"])
-            pt = by_number.get(p)
-            if pt is None or p not in segs or int(segs[p]["config"]) != cid:
-                errors.append(f"(c) trial {n} continues {p}, not a trial of configuration {cid}")
-                continue
-            if _crashed(pt) or pt.state != TrialState.PRUNED:
-                errors.append(f"(c) trial {n} continues trial {p} in state {pt.state.name}")
-            p_steps = sorted(pt.intermediate_values)
-            if p_steps != list(range(1, len(p_steps) + 1)):
-                errors.append(f"(c) parent trial {p} has steps {p_steps}")
-            start = int(s["start"])
-            if start != len(p_steps) + 1 or pt.system_attrs.get(PAUSED_KEY) != start - 1:
-                errors.append(
-                    f"(c) trial {n} starts at {start}; its parent {p} has steps 1..{len(p_steps)}"
-                    f" and paused at {pt.system_attrs.get(PAUSED_KEY)}"
-                )
-            copied = {k: v for k, v in t.intermediate_values.items() if k < start}
-            if copied != dict(pt.intermediate_values):
-                errors.append(f"(c) trial {n} does not carry parent {p}'s values unchanged")
-        if live:
-            latest = by_number[max(live, key=lambda n: (int(segs[n]["start"]), n))]
-            steps = sorted(latest.intermediate_values)
-            if steps != list(range(1, len(steps) + 1)):
-                errors.append(
-                    f"(c) configuration {cid}: latest trial {latest.number} has steps {steps}"
-                )
-
-    # (b) configurations and paused trials.
-    segments = [seg for seg in (parse_trial(t) for t in trials) if seg is not None]
-    configs = build_configurations(
-        [seg for seg in segments if seg.state != TrialState.WAITING], max_budget
-    )
-    for cid, c in sorted(configs.items()):
-        if c.status not in _FINAL_STATUSES:
-            errors.append(f"(b) configuration {cid} ended {c.status!r}")
-        if c.last_step > max_budget:
-            errors.append(f"(d) configuration {cid} has {c.last_step} steps")
-    for n, s in segs.items():
-        t = by_number[n]
-        if t.user_attrs.get(USER_STATUS) != "paused" or _crashed(t):
-            continue
-        ckpt = t.system_attrs.get(CHECKPOINT_KEY)
-        last = max(t.intermediate_values, default=0)
-        if not isinstance(ckpt, dict) or ckpt.get("step") != last:
-            errors.append(f"(b) paused trial {n} has no checkpoint at step {last}: {ckpt!r}")
-        c = configs[int(s["config"])]
-        if n not in live_children and not (
-            c.status == "paused" and c.last_trial_id == t._trial_id
-        ):
-            errors.append(
-                f"(b) paused trial {n} was never resumed, yet configuration {c.config_id} is "
-                f"{c.status!r} (last trial id {c.last_trial_id})"
-            )
-    for n, s in segs.items():
-        t = by_number[n]
-        if not _crashed(t) or s.get("parent") is None:
-            continue
-        c = configs[int(s["config"])]
-        later = [m for m in c.trial_numbers if m > n and not _crashed(by_number[m])]
-        if c.status != "paused" and not later:
-            errors.append(
-                f"(b) configuration {c.config_id} of crashed trial {n} is {c.status!r} and "
-                "was not resumed afterwards"
-            )
-
-    if require_recovery and recovery_figures(trials)["recovered_continuations"] == 0:
-        errors.append("(f) no crashed continuation was resumed afterwards by another worker")
-    return errors
 
 
 # --------------------------------------------------------------------------- CLI
@@ -721,15 +518,27 @@ def _run_cli(args: argparse.Namespace) -> int:
             artifact_dir=args.artifact_dir,
             epoch_seconds=args.epoch_seconds,
             max_budget=args.max_budget,
+            burners=args.burners,
+            heartbeat_interval=args.heartbeat_interval,
+            grace_period=args.grace_period,
+            enqueue=args.enqueue,
+            drain_timeout=args.drain_timeout,
         )
         violations = check_invariants(
             url, figures["study_name"], args.max_budget, require_recovery=False
         )
+    if figures["duplicate_runs"]:
+        violations.append(f"(g) trials run by two workers at once: {figures['duplicate_runs']}")
+    if figures["orphans"]:
+        violations.append(f"(h) trials RUNNING after the run: {figures['orphans']}")
     figures["violations"] = violations
-    shown = {k: v for k, v in figures.items() if k not in ("kill_log", "worker_warnings")}
+    hidden = ("kill_log", "worker_warnings", "straggler_logs")
+    shown = {k: v for k, v in figures.items() if k not in hidden}
     print(json.dumps(shown, indent=2, default=str))
     for line in figures["worker_warnings"]:
         print(line)
+    for i, log in figures["straggler_logs"].items():
+        print(f"--- worker {i} did not stop within the drain timeout; end of its log:\n{log}")
     if figures["kills"] and not figures["recovered_continuations"]:
         print("(f) no crashed continuation was resumed afterwards (run longer or kill more)")
     print("invariants:", "OK" if not violations else f"{len(violations)} violations")
@@ -737,7 +546,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         print("  ", v)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2, default=str))
-    return 1 if violations or figures["worker_errors"] else 0
+    return 1 if violations or figures["worker_errors"] or figures["stragglers"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -754,6 +563,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--artifact-dir", default=None, help="default: a temporary directory")
     run.add_argument("--out", default=None, help="write the figures as JSON")
+    run.add_argument("--burners", type=int, default=0, help="CPU-burning processes (overload)")
+    run.add_argument("--heartbeat-interval", type=int, default=HEARTBEAT_INTERVAL)
+    run.add_argument("--grace-period", type=int, default=GRACE_PERIOD)
+    run.add_argument("--enqueue", type=int, default=0, help="trials enqueued before the start")
+    run.add_argument(
+        "--drain-timeout", type=float, default=None, help="seconds (default: see run_stress)"
+    )
     worker = sub.add_parser("worker", help="one worker process (started by `run`)")
     worker.add_argument("--storage", required=True)
     worker.add_argument("--study", required=True)
@@ -763,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--seed", type=int, default=0)
     worker.add_argument("--artifact-dir", required=True)
     worker.add_argument("--epoch-seconds", type=float, default=0.2)
+    worker.add_argument("--heartbeat-interval", type=int, default=HEARTBEAT_INTERVAL)
+    worker.add_argument("--grace-period", type=int, default=GRACE_PERIOD)
+    worker.add_argument("--log-dir", default=None)
     args = parser.parse_args(argv)
     if args.command == "worker":
         _worker(args)

@@ -33,8 +33,8 @@ from optuna.trial import FrozenTrial
 from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._study_io import StudyReader
 
 BEST_KEY = "dyhpo:best"
 """Study user attribute holding :meth:`BestConfiguration.to_dict` of the incumbent."""

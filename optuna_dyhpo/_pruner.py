@@ -102,6 +102,12 @@ class DyHPOPruner(BasePruner):
         configs = sampler._configurations(study)
         config_id = int(segment["config"])
         if config_id not in configs or configs[config_id].last_step != last:
+            if storage.get_trial(trial._trial_id).state.is_finished():
+                # Failed as stale by another worker (an overloaded machine): stop here;
+                # `study.optimize` goes on (see `_liveness.install_optimize_hooks`).
+                raise optuna.TrialPruned(
+                    f"Trial {trial.number} was finished by another worker while it trained."
+                )
             raise RuntimeError(
                 f"Trial {trial.number}: the learning curve of configuration {config_id} in "
                 "storage does not end at the reported step; was a step reported twice?"

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
 from optuna.storages._heartbeat import get_heartbeat_thread
@@ -23,6 +24,11 @@ from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
 from optuna_dyhpo._incumbent import record_trial_best
+from optuna_dyhpo._liveness import SilentTrialSweeper
+from optuna_dyhpo._liveness import abandon_trial
+from optuna_dyhpo._liveness import first_heartbeat
+from optuna_dyhpo._liveness import install_optimize_hooks
+from optuna_dyhpo._liveness import prepare_storage
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import PAUSED_KEY
@@ -167,6 +173,11 @@ class DyHPOSampler(BaseSampler):
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
+        # Liveness (``_liveness.py``): trials another worker finished while this one planned
+        # them, and the sweep for trials whose worker died before their first heartbeat.
+        self._lost: set[int] = set()
+        self._sweeper = SilentTrialSweeper()
+        install_optimize_hooks()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -176,6 +187,7 @@ class DyHPOSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        install_optimize_hooks()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -232,6 +244,10 @@ class DyHPOSampler(BaseSampler):
     ) -> Any:
         self._check_study(study)
         plan = self._plans.get(trial._trial_id)
+        if trial._trial_id in self._lost:
+            raise optuna.TrialPruned(
+                f"Trial {trial.number} was finished by another worker while DyHPO planned it."
+            )
         if plan is not None:  # planned here: no storage read (trial.system_attrs is one)
             resumed = trial._trial_id in self._resumes
         else:
@@ -275,12 +291,32 @@ class DyHPOSampler(BaseSampler):
         raise optuna.TrialPruned(message)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._check_study(study)
-        # Optuna starts the trial's heartbeat after `ask()`, i.e. after this decision. Beating
-        # during the decision too lets a worker killed while deciding be failed as stale like
-        # any other crash, and keeps a slow decision (a first fit) from looking stale.
-        with get_heartbeat_thread(trial._trial_id, study._storage):
-            self._plan_trial(study, trial)
+        try:
+            self._check_study(study)
+            prepare_storage(study)
+            # The first heartbeat precedes any DyHPO state (Optuna's starts after `ask()`);
+            # beating while deciding keeps a slow decision from looking stale.
+            first_heartbeat(study._storage, trial._trial_id)
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                self._sweeper.sweep(study)
+                self._plan_trial(study, trial)
+        except BaseException as e:
+            lost = isinstance(e, UpdateFinishedTrialError) and (
+                study._storage.get_trial(trial._trial_id).state.is_finished()
+            )
+            self._forget(trial._trial_id)
+            if not lost:  # rejected: `ask()` raises, so nobody would tell the trial
+                abandon_trial(study, trial)
+                raise
+            # Failed as stale by another worker while this one decided: the objective stops
+            # at its first suggestion and `study.optimize` goes on (`_liveness`).
+            self._lost.add(trial._trial_id)
+
+    def _forget(self, trial_id: int) -> None:
+        self._plans.pop(trial_id, None)
+        self._resumes.discard(trial_id)
+        self._random.pop(trial_id, None)
+        self._lost.discard(trial_id)
 
     def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         storage = study._storage
@@ -398,9 +434,7 @@ class DyHPOSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        self._plans.pop(trial._trial_id, None)
-        self._resumes.discard(trial._trial_id)
-        self._random.pop(trial._trial_id, None)
+        self._forget(trial._trial_id)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):
             return

@@ -5,6 +5,8 @@ Optuna's default SQLite :class:`~optuna.storages.RDBStorage` does not make the
 "win" the same enqueued trial. :func:`create_sqlite_storage` returns an
 :class:`~optuna.storages.RDBStorage` whose SQLite transactions take the database's write
 lock up front (``BEGIN IMMEDIATE``), which makes such claims atomic.
+:class:`~optuna_dyhpo.DyHPOSampler` installs the same transaction handling on a plain
+``sqlite:///`` storage before ``study.optimize`` claims its first trial.
 
 PostgreSQL (``postgresql+psycopg2://...``) and :class:`~optuna.storages.JournalStorage`
 already claim atomically and need nothing from this module.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import optuna
@@ -17,6 +18,8 @@ _DEFAULT_BUSY_TIMEOUT = 60.0
 # Settings that would undo the transaction handling installed below.
 _FORBIDDEN_ENGINE_KWARGS = ("isolation_level",)
 _FORBIDDEN_CONNECT_ARGS = ("isolation_level", "autocommit")
+
+_install_lock = threading.Lock()
 
 
 def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
@@ -39,6 +42,54 @@ def _install_begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
         event.listen(engine, "begin", _on_begin)
     # "connect" only fires for new DBAPI connections: drop those the pool already holds.
     engine.dispose()
+
+
+def _on_connect_busy_timeout(dbapi_connection: Any, connection_record: Any) -> None:
+    # sqlite3's default wait for the write lock (5 s) is too short once every transaction
+    # takes it up front; the factory's default applies.
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {int(_DEFAULT_BUSY_TIMEOUT * 1000)}")
+
+
+def _sqlite_rdb(storage: object) -> RDBStorage | None:
+    """The on-disk SQLite :class:`RDBStorage` behind ``storage`` (unwrapping Optuna's
+    ``_CachedStorage``), or ``None``."""
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, RDBStorage):
+        return None
+    url = backend.engine.url
+    if url.get_backend_name() != "sqlite" or url.get_driver_name() != "pysqlite":
+        return None
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        return None  # one process only; disposing its pool would also drop the database
+    return backend
+
+
+def serialise_sqlite_transactions(storage: object) -> bool:
+    """Give an SQLite storage made from a plain URL the factory's ``BEGIN IMMEDIATE``.
+
+    ``optuna.create_study(storage="sqlite:///dyhpo.db")`` builds a plain
+    :class:`~optuna.storages.RDBStorage` whose ``WAITING -> RUNNING`` claims are not atomic
+    across processes. This installs :func:`create_sqlite_storage`'s transaction handling on
+    that storage's engine (and a 60 s busy timeout unless ``connect_args`` sets ``timeout``).
+    Idempotent; anything other than an on-disk SQLite ``RDBStorage`` is left alone.
+
+    Args:
+        storage: A study's storage (``study._storage``), possibly a ``_CachedStorage``.
+
+    Returns:
+        Whether the handling was installed by this call.
+    """
+    rdb = _sqlite_rdb(storage)
+    if rdb is None:
+        return False
+    with _install_lock:  # threads of one process (n_jobs) start together
+        if event.contains(rdb.engine, "begin", _on_begin):
+            return False
+        connect_args = (getattr(rdb, "engine_kwargs", None) or {}).get("connect_args") or {}
+        if "timeout" not in connect_args:
+            event.listen(rdb.engine, "connect", _on_connect_busy_timeout)
+        _install_begin_immediate(rdb.engine)
+    return True
 
 
 class _ImmediateSQLiteRDBStorage(RDBStorage):
@@ -211,7 +262,9 @@ def create_sqlite_storage(
     Returns:
         An :class:`~optuna.storages.RDBStorage` to pass to :func:`optuna.create_study` or
         :func:`optuna.load_study` in every worker. Pass this object (or call this function in
-        each worker), not its URL: a URL string gives a plain RDBStorage without the fix.
+        each worker), not its URL: a URL string gives a plain RDBStorage, which
+        :class:`~optuna_dyhpo.DyHPOSampler` fixes only when ``study.optimize`` starts (or at
+        its first decision with ``study.ask()``), and other samplers not at all.
 
     Raises:
         ValueError: If ``url_or_path`` is not a path or an on-disk SQLite URL, if

@@ -23,6 +23,7 @@ import optuna_dyhpo.storages._sqlite as sqlite_module
 
 from .claim_race import enqueue_waiting_trials
 from .claim_race import run_claim_race
+from .enqueued_race import run_enqueued_race
 
 N_CLAIM_TRIALS = 200
 N_CLAIM_WORKERS = 6
@@ -250,6 +251,39 @@ def test_multiprocess_claims_are_exclusive(tmp_path: Path) -> None:
     assert result.total_wins == N_CLAIM_TRIALS
     assert set(result.final_states) == set(trial_ids)
     assert set(result.final_states.values()) == {TrialState.RUNNING}
+
+
+def test_plain_sqlite_url_runs_each_enqueued_trial_once(tmp_path: Path) -> None:
+    """DyHPO workers on a plain ``sqlite:///`` URL (README's examples use one): the sampler
+    gives the storage BEGIN IMMEDIATE before the first claim. Without it, the same race ran
+    enqueued trials twice (10 duplicates of 60 with 5 processes; see enqueued_race.py)."""
+    result = run_enqueued_race(tmp_path / "plain.db", tmp_path / "out", n_trials=40, n_workers=4)
+    assert result.errors == []
+    assert result.duplicates == 0, f"runs: {dict(result.runs)}"
+    assert result.not_run == []
+    assert set(result.states) == {"COMPLETE"}
+
+
+def test_serialise_sqlite_transactions_is_idempotent_and_selective(tmp_path: Path) -> None:
+    plain = RDBStorage(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        assert not _holds_write_lock_during_read(plain)
+        cached = optuna.storages._CachedStorage(plain)
+        assert sqlite_module.serialise_sqlite_transactions(cached)
+        assert not sqlite_module.serialise_sqlite_transactions(plain)  # already done
+        assert _holds_write_lock_during_read(plain)
+        with plain.engine.connect() as conn:  # sqlite3's 5 s default raised to 60 s
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+    finally:
+        plain.engine.dispose()
+    factory = create_sqlite_storage(tmp_path / "f.db")
+    try:
+        assert not sqlite_module.serialise_sqlite_transactions(factory)
+    finally:
+        factory.engine.dispose()
+    memory = RDBStorage("sqlite://")  # one process: left alone (disposing would drop it)
+    assert not sqlite_module.serialise_sqlite_transactions(memory)
+    assert not sqlite_module.serialise_sqlite_transactions(optuna.storages.InMemoryStorage())
 
 
 def test_docstring_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,45 @@ def _explain(figures: dict[str, Any]) -> str:
     return f"figures: {shown}"
 
 
+def _overloaded(url: str, tmp_path: Path, *, enqueue: int) -> None:
+    """Workers plus CPU burners on 2 cores (more busy processes than cores), a 1 s heartbeat
+    and a 2 s grace period: live trials may be failed as stale by other workers (how many
+    depends on the load). Whatever happens, no worker crashes, no trial is run twice, no trial
+    stays RUNNING, and the invariants hold. One kill, once 8 epochs are spent, lands on a
+    worker that has reported an epoch of its own."""
+    figures = run_stress(
+        url,
+        workers=3,
+        total_epochs=16,
+        max_budget=MAX_BUDGET,
+        epoch_seconds=0.1,
+        kill_interval=None,
+        kill_every_epochs=8,
+        max_kills=1,
+        seed=2,
+        artifact_dir=tmp_path / "artifacts",
+        burners=2,
+        heartbeat_interval=1,
+        grace_period=2,
+        enqueue=enqueue,
+    )
+    assert figures["worker_errors"] == [], _explain(figures)
+    assert figures["duplicate_runs"] == {}, _explain(figures)
+    assert figures["finished_by_another_claimant"] == [], _explain(figures)
+    assert figures["orphans"] == [], _explain(figures)
+    assert figures["epochs"] >= 16
+    assert check_invariants(url, figures["study_name"], MAX_BUDGET) == [], _explain(figures)
+
+
+def test_overloaded_workers_on_a_plain_sqlite_url(tmp_path: Path) -> None:
+    # A plain RDBStorage("sqlite:///...") with enqueued trials (the README's URL form).
+    _overloaded(f"sqlite-plain:///{tmp_path / 'plain.db'}", tmp_path, enqueue=8)
+
+
+def test_overloaded_workers_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    _overloaded(postgres_url, tmp_path, enqueue=4)
+
+
 def test_processes_killed_mid_epoch_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     figures = run_stress(
         postgres_url,
