@@ -18,6 +18,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_dyhpo import _mistakes
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
@@ -37,6 +38,7 @@ from optuna_dyhpo._state import continuations
 from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._state import release_claim
 from optuna_dyhpo._validation import check_int
+from optuna_dyhpo._warnings import OncePerStudy
 from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
@@ -144,6 +146,9 @@ class DyHPOSampler(BaseSampler):
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
+        # Why each trial of this process started, for the pruner's one line per trial.
+        self._start_notes: dict[int, str] = {}
+        self._warned = OncePerStudy()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -250,6 +255,7 @@ class DyHPOSampler(BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._check_study(study)
+        _mistakes.check_pruner(study, self._warned)
         # Optuna starts the trial's heartbeat after `ask()`, i.e. after this decision. Beating
         # during the decision too lets a worker killed while deciding be failed as stale like
         # any other crash, and keeps a slow decision (a first fit) from looking stale.
@@ -288,10 +294,9 @@ class DyHPOSampler(BaseSampler):
         trial.system_attrs[SEGMENT_KEY] = segment
         storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, 1)
-        _logger.info(
-            f"Trial {trial.number} starts a new configuration "
-            f"({decision.reason}, log EI {decision.log_ei:.3g})."
-        )
+        why = f"{decision.reason}, log EI {decision.log_ei:.3g}"
+        self._start_notes[trial._trial_id] = f"new; {why}"
+        _logger.debug(f"Trial {trial.number} starts a new configuration ({why}).")
 
     def _claim(
         self,
@@ -355,7 +360,8 @@ class DyHPOSampler(BaseSampler):
         storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, start)
         why = "" if decision is None else f"; {decision.reason}, log EI {decision.log_ei:.3g}"
-        _logger.info(
+        self._start_notes[trial._trial_id] = f"resumed at epoch {start}{why}"
+        _logger.debug(
             f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
             f"(continues trial {parent_trial.number}{why})."
         )
@@ -369,6 +375,7 @@ class DyHPOSampler(BaseSampler):
     ) -> None:
         self._plans.pop(trial._trial_id, None)
         self._random.pop(trial._trial_id, None)
+        self._start_notes.pop(trial._trial_id, None)
         seg = trial.system_attrs.get(SEGMENT_KEY)
         if not isinstance(seg, dict):
             return
@@ -380,6 +387,9 @@ class DyHPOSampler(BaseSampler):
             self.max_budget,
         )
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
+        if status == "finished_early":
+            last = max(trial.intermediate_values, default=0)
+            _mistakes.finished_early(study, self._warned, trial.number, last, self.max_budget)
 
     def reseed_rng(self) -> None:
         # Called by Optuna in each process of a process pool: give every process its own seed.
