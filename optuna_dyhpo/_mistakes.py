@@ -36,9 +36,10 @@ def finished_early(
 ) -> None:
     """Warn (once) that an objective returned before ``max_budget``."""
     if once.first(study._storage, study._study_id, "finished_early"):
+        what = f"after epoch {last}" if last else "without reporting an epoch"
         warn_once(
             _logger,
-            f"Trial {trial_number} returned after epoch {last}, before max_budget={max_budget}: "
+            f"Trial {trial_number} returned {what}, before max_budget={max_budget}: "
             "its configuration is 'finished_early' and is never resumed. To let DyHPO train "
             "it further, loop over TrialResume(trial).steps() and return only after "
             "max_budget.",

@@ -49,9 +49,10 @@ class DyHPOPruner(BasePruner):
       its first new step (the objective started again from epoch 1: ``TrialResume``
       forgotten) gets a :class:`~optuna_dyhpo.DyHPOWarning`, once per study.
 
-    Logs: one INFO line per paused trial (what it trained, why it started, who gets the next
-    epoch; it replaces Optuna's ``"Trial N pruned."`` line), and every ``summary_every``
-    epochs an INFO summary of the race. Decisions to continue are DEBUG lines.
+    Logs: one INFO line per paused trial (why it started, what it trained, and in favour of
+    which configuration it is paused; it replaces Optuna's ``"Trial N pruned."`` line), and
+    every ``summary_every`` epochs an INFO summary of the race. Decisions to continue are
+    DEBUG lines.
 
     Example:
 
@@ -163,7 +164,7 @@ class DyHPOPruner(BasePruner):
                 "storage does not end at the reported step; was a step reported twice?"
             )
         if budget is not None:
-            next_epoch = f"the budget of {budget.n_epochs} epochs is spent"
+            why = f": the budget of {budget.n_epochs} epochs is spent"
         else:
             decision = sampler._decide(study, configs, running=config_id)
             if decision.kind == "continue":
@@ -177,10 +178,7 @@ class DyHPOPruner(BasePruner):
                 if decision.kind == "resume"
                 else "a new configuration"
             )
-            next_epoch = (
-                f"the next epoch goes to {target} ({decision.reason}, log EI "
-                f"{decision.log_ei:.3g})"
-            )
+            why = f" in favour of {target} ({decision.reason}, log EI {decision.log_ei:.3g})"
         storage.set_trial_system_attr(trial._trial_id, PAUSED_KEY, last)
         start = int(segment["start"])
         epochs = f"epoch {last}" if start == last else f"epochs {start}-{last}"
@@ -188,7 +186,7 @@ class DyHPOPruner(BasePruner):
         began = "" if began is None else f" ({began})"
         _logger.info(
             f"Trial {trial.number}{began} trained {epochs} of configuration {config_id} and is "
-            f"paused: {next_epoch}."
+            f"paused{why}."
         )
         replace_pruned_line(trial.number)
         return True

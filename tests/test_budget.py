@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from typing import Any
+import warnings
 
 import optuna
 from optuna.trial import TrialState
@@ -108,15 +109,19 @@ def test_with_threads_at_most_one_epoch_per_other_worker_is_added(
     assert all(c.status == "paused" for c in get_configurations(study))
 
 
-def test_empty_trials_stop_the_study_with_a_warning() -> None:
-    study = optuna.create_study()
+@pytest.mark.parametrize("dyhpo", [False, True])
+def test_empty_trials_stop_the_study_with_a_warning(dyhpo: bool) -> None:
+    study = make_study(5, n_startup_configs=30) if dyhpo else optuna.create_study()
 
     def reports_nothing(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", 0.0, 1.0)
 
-    with pytest.warns(DyHPOWarning, match=r"The last 6 trials reported no epoch"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         study.optimize(reports_nothing, callbacks=[StopAfterEpochs(10, max_empty_trials=6)])
     assert len(study.trials) == 6
+    ours = [str(w.message) for w in caught if issubclass(w.category, DyHPOWarning)]
+    assert len([m for m in ours if "The last 6 trials reported no epoch" in m]) == 1
 
     def reports_once_in_three(trial: optuna.Trial) -> float:
         if trial.number % 3 == 0:
