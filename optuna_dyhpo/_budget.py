@@ -88,8 +88,10 @@ def _current_run() -> _Run | None:
             local = frame.f_locals
             if frame.f_code.co_name == "_optimize_sequential" and run is None:
                 start = local.get("time_start")
+                callbacks = local.get("callbacks")
                 run = _Run(
-                    list(local.get("callbacks") or []),
+                    # Never iterate anything but a list or tuple: a generator is Optuna's.
+                    list(callbacks) if isinstance(callbacks, (list, tuple)) else [],
                     start if isinstance(start, datetime.datetime) else datetime.datetime.now(),
                     None,
                 )

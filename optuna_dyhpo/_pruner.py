@@ -182,7 +182,7 @@ class DyHPOPruner(BasePruner):
         storage.set_trial_system_attr(trial._trial_id, PAUSED_KEY, last)
         start = int(segment["start"])
         epochs = f"epoch {last}" if start == last else f"epochs {start}-{last}"
-        began = sampler._start_notes.get(trial._trial_id)
+        began = getattr(sampler, "_start_notes", {}).get(trial._trial_id)
         began = "" if began is None else f" ({began})"
         _logger.info(
             f"Trial {trial.number}{began} trained {epochs} of configuration {config_id} and is "
