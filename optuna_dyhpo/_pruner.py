@@ -1,14 +1,24 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from optuna_dyhpo import _mistakes
+from optuna_dyhpo._budget import StopAfterEpochs
+from optuna_dyhpo._budget import budget_reached
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._logging import replace_pruned_line
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._validation import check_int
+from optuna_dyhpo._warnings import OncePerStudy
 
 _logger = get_logger("pruner")
 
@@ -33,6 +43,16 @@ class DyHPOPruner(BasePruner):
     - A configuration never trains past the sampler's ``max_budget``: at ``max_budget`` the
       pruner returns ``False`` so the objective can finish and return its value; a step beyond
       it raises :class:`ValueError`.
+    - Under :class:`~optuna_dyhpo.StopAfterEpochs`, the epoch that spends the budget pauses
+      the configuration and stops the study: the budget is spent exactly.
+    - A resumed trial that calls :meth:`~optuna.trial.Trial.should_prune` before reporting
+      its first new step (the objective started again from epoch 1: ``TrialResume``
+      forgotten) gets a :class:`~optuna_dyhpo.DyHPOWarning`, once per study.
+
+    Logs: one INFO line per paused trial (why it started, what it trained, and in favour of
+    which configuration it is paused; it replaces Optuna's ``"Trial N pruned."`` line), and
+    every ``summary_every`` epochs an INFO summary of the race. Decisions to continue are
+    DEBUG lines.
 
     Example:
 
@@ -44,7 +64,16 @@ class DyHPOPruner(BasePruner):
             study = optuna.create_study(
                 sampler=DyHPOSampler(max_budget=20), pruner=DyHPOPruner()
             )
+
+    Args:
+        summary_every: Log a summary (configurations by status, best value) each time the
+            study has spent another ``summary_every`` epochs (an integer >= 1).
     """
+
+    def __init__(self, *, summary_every: int = 100) -> None:
+        self.summary_every = check_int("summary_every", summary_every, 1)
+        self._summarized: dict[tuple[int, int], int] = {}
+        self._warned = OncePerStudy()
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         from optuna_dyhpo._sampler import DyHPOSampler
@@ -69,6 +98,9 @@ class DyHPOPruner(BasePruner):
         start = int(segment["start"])
         own = sorted(s for s in trial.intermediate_values if s >= start or s < 1)
         if not own:
+            if start > 1:
+                config = int(segment["config"])
+                _mistakes.resume_forgotten(study, self._warned, trial.number, config, start)
             return False
         last = own[-1]
         if own[0] < 1:
@@ -88,6 +120,30 @@ class DyHPOPruner(BasePruner):
                 f"max_budget={sampler.max_budget}; stop the training loop at max_budget "
                 "(TrialResume.steps() does)."
             )
+        segments = sampler._reader.segments(study, foreign=True)
+        spent = sum(len(s.new_steps) for s in segments)
+        configs = build_configurations((s for s in segments if s.dyhpo), sampler.max_budget)
+        self._summary(study, configs, spent)
+        budget = budget_reached(study, spent)
+        pause = self._pause(study, trial, system_attrs, configs, last, budget)
+        if budget is not None:
+            budget.stop(study, spent)
+        return pause
+
+    def _pause(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        system_attrs: dict[str, Any],
+        configs: dict[int, Configuration],
+        last: int,
+        budget: StopAfterEpochs | None,
+    ) -> bool:
+        """Whether the trial pauses after its valid step ``last`` (and its INFO line if so)."""
+        from optuna_dyhpo._sampler import DyHPOSampler
+
+        sampler = study.sampler
+        assert isinstance(sampler, DyHPOSampler)
         value = trial.intermediate_values[last]
         if not math.isfinite(value):
             _logger.warning(
@@ -97,9 +153,10 @@ class DyHPOPruner(BasePruner):
             return True
         if last >= sampler.max_budget:
             return False
+        storage = study._storage
         if system_attrs.get(PAUSED_KEY) == last:
             return True  # already decided at this step
-        configs = sampler._configurations(study)
+        segment = system_attrs[SEGMENT_KEY]
         config_id = int(segment["config"])
         if config_id not in configs or configs[config_id].last_step != last:
             if storage.get_trial(trial._trial_id).state.is_finished():
@@ -112,22 +169,59 @@ class DyHPOPruner(BasePruner):
                 f"Trial {trial.number}: the learning curve of configuration {config_id} in "
                 "storage does not end at the reported step; was a step reported twice?"
             )
-        decision = sampler._decide(study, configs, running=config_id)
-        if decision.kind == "continue":
-            _logger.info(
-                f"Configuration {config_id} (trial {trial.number}) continues to step "
-                f"{last + 1} ({decision.reason}, log EI {decision.log_ei:.3g})."
+        if budget is not None:
+            why = f": the budget of {budget.n_epochs} epochs is spent"
+        else:
+            decision = sampler._decide(study, configs, running=config_id)
+            if decision.kind == "continue":
+                _logger.debug(
+                    f"Configuration {config_id} (trial {trial.number}) continues to step "
+                    f"{last + 1} ({decision.reason}, log EI {decision.log_ei:.3g})."
+                )
+                return False
+            target = (
+                f"configuration {decision.config_id} (epoch {decision.budget})"
+                if decision.kind == "resume"
+                else "a new configuration"
             )
-            return False
+            why = f" in favour of {target} ({decision.reason}, log EI {decision.log_ei:.3g})"
         storage.set_trial_system_attr(trial._trial_id, PAUSED_KEY, last)
-        target = (
-            f"configuration {decision.config_id} (step {decision.budget})"
-            if decision.kind == "resume"
-            else "a new configuration"
+        start = int(segment["start"])
+        epochs = f"epoch {last}" if start == last else f"epochs {start}-{last}"
+        began = getattr(sampler, "_start_notes", {}).get(trial._trial_id)
+        began = "" if began is None else f" ({began})"
+        _logger.info(
+            f"Trial {trial.number}{began} trained {epochs} of configuration {config_id} and is "
+            f"paused{why}."
+        )
+        replace_pruned_line(trial.number)
+        return True
+
+    def _summary(self, study: optuna.Study, configs: dict[int, Configuration], spent: int) -> None:
+        """An INFO line each time ``spent`` passes another multiple of ``summary_every``."""
+        key = (id(study._storage), study._study_id)
+        mark = spent // self.summary_every
+        if key not in self._summarized:
+            self._summarized[key] = mark  # the first call of this process sets the mark
+            return
+        if mark <= self._summarized[key]:
+            return
+        self._summarized[key] = mark
+        counts: dict[str, int] = {}
+        for c in configs.values():
+            counts[c.status] = counts.get(c.status, 0) + 1
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        best: tuple[float, int, int] | None = None
+        for c in configs.values():
+            value = c.best_value(study.direction)
+            if value is not None and (best is None or sign * value > sign * best[0]):
+                best = (value, c.config_id, c.curve.index(value) + 1)
+        where = (
+            "no value yet"
+            if best is None
+            else f"best value {best[0]:.6g} (configuration {best[1]}, epoch {best[2]})"
         )
         _logger.info(
-            f"Paused configuration {config_id} of trial {trial.number} at step {last}; "
-            f"the next step goes to {target} ({decision.reason}, log EI "
-            f"{decision.log_ei:.3g})."
+            f"{spent} epochs spent: {len(configs)} configurations ({by_status}); {where}."
         )
-        return True

@@ -20,6 +20,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_dyhpo import _mistakes
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
@@ -45,6 +46,7 @@ from optuna_dyhpo._state import release_claim
 from optuna_dyhpo._study_io import StudyReader
 from optuna_dyhpo._study_io import write_curve
 from optuna_dyhpo._validation import check_int
+from optuna_dyhpo._warnings import OncePerStudy
 from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
@@ -178,6 +180,9 @@ class DyHPOSampler(BaseSampler):
         self._lost: set[int] = set()
         self._sweeper = SilentTrialSweeper()
         install_optimize_hooks()
+        # Why each trial of this process started, for the pruner's one line per trial.
+        self._start_notes: dict[int, str] = {}
+        self._warned = OncePerStudy()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -293,6 +298,7 @@ class DyHPOSampler(BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         try:
             self._check_study(study)
+            _mistakes.check_pruner(study, self._warned)
             prepare_storage(study)
             # The first heartbeat precedes any DyHPO state (Optuna's starts after `ask()`);
             # beating while deciding keeps a slow decision from looking stale.
@@ -317,6 +323,7 @@ class DyHPOSampler(BaseSampler):
         self._resumes.discard(trial_id)
         self._random.pop(trial_id, None)
         self._lost.discard(trial_id)
+        self._start_notes.pop(trial_id, None)
 
     def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         storage = study._storage
@@ -350,10 +357,9 @@ class DyHPOSampler(BaseSampler):
         trial.system_attrs[SEGMENT_KEY] = segment
         storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, 1)
-        _logger.info(
-            f"Trial {trial.number} starts a new configuration "
-            f"({decision.reason}, log EI {decision.log_ei:.3g})."
-        )
+        why = f"{decision.reason}, log EI {decision.log_ei:.3g}"
+        self._start_notes[trial._trial_id] = f"new; {why}"
+        _logger.debug(f"Trial {trial.number} starts a new configuration ({why}).")
 
     def _claim(
         self,
@@ -422,7 +428,8 @@ class DyHPOSampler(BaseSampler):
         storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
         storage.set_trial_user_attr(trial._trial_id, USER_START, start)
         why = "" if decision is None else f"; {decision.reason}, log EI {decision.log_ei:.3g}"
-        _logger.info(
+        self._start_notes[trial._trial_id] = f"resumed at epoch {start}{why}"
+        _logger.debug(
             f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
             f"(continues trial {parent_trial.number}{why})."
         )
@@ -447,6 +454,9 @@ class DyHPOSampler(BaseSampler):
         )
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
         record_trial_best(study, trial)  # the study user attr "dyhpo:best"
+        if status == "finished_early":
+            last = max(trial.intermediate_values, default=0)
+            _mistakes.finished_early(study, self._warned, trial.number, last, self.max_budget)
 
     def reseed_rng(self) -> None:
         # Called by Optuna in each process of a process pool: give every process its own seed.

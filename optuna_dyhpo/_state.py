@@ -45,22 +45,27 @@ _logger = get_logger("state")
 
 # ---------------------------------------------------------------------------------- status
 def finished_status(
-    state: TrialState, values: dict[int, float], paused_at: int | None, max_budget: int
+    state: TrialState, values: dict[int, float], paused_at: int | None, max_budget: int | None
 ) -> str:
     """The ``dyhpo_status`` a DyHPO trial gets when it ends.
 
-    ``"completed"`` (returned a value), ``"failed"`` (the objective raised), ``"diverged"``
+    ``"completed"`` (returned a value at ``max_budget``), ``"finished_early"`` (returned a
+    value before ``max_budget``), ``"failed"`` (the objective raised), ``"diverged"``
     (reported NaN or infinity), ``"paused"`` (DyHPO paused it below ``max_budget``) or
-    ``"stopped"`` (pruned otherwise).
+    ``"stopped"`` (pruned otherwise). ``max_budget=None`` (not known): a returned value is
+    ``"completed"``.
     """
+    cap = (1 << 62) if max_budget is None else max_budget
     if state == TrialState.COMPLETE:
+        if max_budget is not None and max(values, default=0) < max_budget:
+            return "finished_early"
         return "completed"
     if state == TrialState.FAIL:
         return "failed"
     if not all(math.isfinite(v) for v in values.values()):
         return "diverged"
     last = max(values, default=0)
-    if paused_at is not None and paused_at == last and last < max_budget:
+    if paused_at is not None and paused_at == last and last < cap:
         return "paused"
     return "stopped"
 
@@ -129,7 +134,7 @@ class Segment:
             return "crashed"
         if self.ended is not None:
             return self.ended
-        return finished_status(self.state, self.values, self.paused_at, 1 << 62)
+        return finished_status(self.state, self.values, self.paused_at, None)
 
 
 def _as_int(value: Any) -> int | None:
@@ -189,7 +194,9 @@ class Configuration:
         params: The configuration's parameters.
         curve: Reported values for steps ``1..last_step``, in the user's metric.
         trial_numbers: The trials (segments) that trained it, oldest first.
-        status: ``"running"``, ``"paused"``, ``"completed"``, ``"failed"``, ``"stopped"``
+        status: ``"running"``, ``"paused"``, ``"completed"`` (returned at ``max_budget``),
+            ``"finished_early"`` (the objective returned before ``max_budget``; never
+            resumed), ``"failed"``, ``"stopped"``
             (pruned, but not paused by DyHPO, or paused at the maximum budget),
             ``"diverged"`` (reported NaN or infinity; its finite prefix is kept) or
             ``"crashed"`` (its first trial's worker died before it was ever paused).
@@ -218,7 +225,7 @@ class Configuration:
         return max(self.curve) if direction == StudyDirection.MAXIMIZE else min(self.curve)
 
 
-def _config_status(latest: Segment, last_step: int, diverged: bool, max_budget: int) -> str:
+def _config_status(latest: Segment, last_step: int, diverged: bool, max_budget: int | None) -> str:
     if latest.state == TrialState.RUNNING:
         return "running"
     if latest.state == TrialState.WAITING:
@@ -227,8 +234,11 @@ def _config_status(latest: Segment, last_step: int, diverged: bool, max_budget: 
         return "diverged"
     if latest.state == TrialState.PRUNED:
         paused = latest.paused_at is not None and latest.paused_at == last_step
-        return "paused" if paused and last_step < max_budget else "stopped"
-    return "completed" if latest.state == TrialState.COMPLETE else "failed"
+        return "paused" if paused and (max_budget is None or last_step < max_budget) else "stopped"
+    if latest.state != TrialState.COMPLETE:
+        return "failed"
+    early = max_budget is not None and last_step < max_budget
+    return "finished_early" if early else "completed"
 
 
 def build_configurations(
@@ -236,7 +246,6 @@ def build_configurations(
 ) -> dict[int, Configuration]:
     """Join segments into configurations (the one place where a configuration's status and
     curve are decided)."""
-    cap = (1 << 62) if max_budget is None else max_budget
     by_config: dict[int, list[Segment]] = {}
     for seg in segments:
         by_config.setdefault(seg.config, []).append(seg)
@@ -265,7 +274,7 @@ def build_configurations(
             step += 1
         root = segs[0]
         if live:
-            status = _config_status(live[-1], len(curve), diverged, cap)
+            status = _config_status(live[-1], len(curve), diverged, max_budget)
         else:
             status = "crashed"
         latest = live[-1] if live else segs[-1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import logging
 import math
 import os
 from pathlib import Path
@@ -663,15 +662,6 @@ def curve_objective(trial: optuna.Trial) -> float:
     return value
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_progress_bar_shows_epochs_of_the_budget(capfd: pytest.CaptureFixture[str]) -> None:
     # 13 start-up configurations: the bar is tested without fitting DyHPO's model.
     sampler = DyHPOSampler(max_budget=4, seed=0, n_startup_configs=13)
@@ -691,51 +681,3 @@ def test_progress_bar_shows_epochs_of_the_budget(capfd: pytest.CaptureFixture[st
     )
     quiet.optimize(curve_objective, callbacks=[StopAfterEpochs(6)])
     assert "/6 [" not in capfd.readouterr().err
-
-
-def test_one_info_line_per_decision() -> None:
-    handler = _Records()
-    logger = logging.getLogger("optuna.dyhpo")
-    logger.addHandler(handler)
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.INFO)
-    try:
-        study = optuna.create_study(
-            direction="maximize", sampler=DyHPOSampler(max_budget=4, seed=0), pruner=DyHPOPruner()
-        )
-        # Run until a paused configuration was resumed: DyHPO's promotions guarantee one
-        # (after at most `collapse_window` one-step configurations), whatever the trajectory.
-        calls = 0
-        for budget in range(16, 200, 8):
-            calls += 1
-            study.optimize(curve_objective, callbacks=[StopAfterEpochs(budget)])
-            if any("dyhpo_continues_trial" in t.user_attrs for t in study.trials):
-                break
-    finally:
-        optuna.logging.set_verbosity(previous)
-        logger.removeHandler(handler)
-    lines = [r.getMessage() for r in handler.records if r.levelno == logging.INFO]
-    assert all(r.name.startswith("optuna.dyhpo.") for r in handler.records)
-
-    def count(pattern: str) -> int:
-        return sum(bool(re.search(pattern, line)) for line in lines)
-
-    trials = study.trials
-    starts = [t for t in trials if t.user_attrs.get("dyhpo_continues_trial") is None]
-    resumes = [t for t in trials if t.user_attrs.get("dyhpo_continues_trial") is not None]
-    assert resumes, "the race should resume a paused configuration"
-    # The sampler decides once per trial: a new configuration or a resumption.
-    assert count(r"^Trial \d+ starts a new configuration") == len(starts)
-    assert count(r"^Trial \d+ resumes configuration \d+ at step \d+") == len(resumes)
-    # The pruner decides after every epoch before max_budget: continue or pause.
-    own_epochs_before_max = sum(
-        1
-        for t in trials
-        for step in t.intermediate_values
-        if step >= t.user_attrs["dyhpo_start_epoch"] and step < 4
-    )
-    continues = count(r"^Configuration \d+ \(trial \d+\) continues to step \d+")
-    paused = count(r"^Paused configuration \d+ of trial \d+ at step \d+")
-    assert paused == sum(t.user_attrs.get("dyhpo_status") == "paused" for t in trials)
-    assert continues + paused == own_epochs_before_max
-    assert count(r"^Spent \d+ of \d+ epochs: stopping the study") == calls

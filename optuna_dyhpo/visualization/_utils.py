@@ -124,8 +124,8 @@ class Segment:
         config_id: The configuration it trains.
         start: First step this trial ran itself; earlier steps are copied from its parent.
         parent: Number of the trial it continues, or None for a configuration's root.
-        status: ``running``, ``paused``, ``completed``, ``failed``, ``stopped``, ``diverged``
-            or ``waiting``.
+        status: ``running``, ``paused``, ``completed``, ``finished_early``, ``failed``,
+            ``stopped``, ``diverged`` or ``waiting``.
         new_steps: The steps the trial ran itself (``>= start``), ascending.
     """
 
