@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from optuna_dyhpo._budget import StopAfterEpochs
 from optuna_dyhpo._budget import epochs_spent
+from optuna_dyhpo._cleanup import load_checkpoint
+from optuna_dyhpo._cleanup import remove_all_checkpoints
+from optuna_dyhpo._cleanup import remove_checkpoints
 from optuna_dyhpo._pruner import DyHPOPruner
 from optuna_dyhpo._resume import TrialResume
 from optuna_dyhpo._sampler import DyHPOSampler
@@ -29,4 +32,7 @@ __all__ = [
     "Tuner",
     "epochs_spent",
     "get_configurations",
+    "load_checkpoint",
+    "remove_all_checkpoints",
+    "remove_checkpoints",
 ]

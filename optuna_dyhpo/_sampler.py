@@ -380,6 +380,9 @@ class DyHPOSampler(BaseSampler):
             self.max_budget,
         )
         study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, status)
+        from optuna_dyhpo import _checkpoints
+
+        _checkpoints.after_trial(study, self, trial)  # superseded checkpoints leave the store
 
     def reseed_rng(self) -> None:
         # Called by Optuna in each process of a process pool: give every process its own seed.
