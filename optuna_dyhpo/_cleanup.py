@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from typing import TYPE_CHECKING
@@ -242,7 +243,10 @@ def torch_load(
 
     try:
         with store.open_reader(artifact_id) as reader:
-            return torch.load(reader, map_location=map_location, weights_only=weights_only)
+            # S3's and GCS's readers are streams; torch.load needs to seek.
+            seekable = getattr(reader, "seekable", None)
+            source = reader if callable(seekable) and seekable() else io.BytesIO(reader.read())
+            return torch.load(source, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
         if not weights_only:
             raise CheckpointError(f"{where}: {type(err).__name__}: {err}") from err
