@@ -2,7 +2,9 @@
 
 Every configuration trains epoch by epoch. After each epoch DyHPO decides whether it deserves
 the next one; if not, the trial saves a checkpoint and is paused (PRUNED), and a later trial
-may resume it from that checkpoint. The study stops after a total budget of epochs.
+may resume it from that checkpoint. A trial that reaches the last epoch saves its final
+model too; each configuration keeps one checkpoint (DyHPO removes the ones a newer checkpoint
+replaced). The study stops after a total budget of epochs.
 
 Run:
     python examples/quickstart.py             # about a minute on 2 CPU cores
@@ -31,6 +33,8 @@ from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
+from optuna_dyhpo import load_checkpoint
+from optuna_dyhpo import remove_all_checkpoints
 
 
 def load_data(seed: int) -> tuple[torch.Tensor, ...]:
@@ -87,7 +91,7 @@ def make_objective(data: tuple[torch.Tensor, ...], seed: int):  # type: ignore[n
             with torch.no_grad():
                 accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
             trial.report(accuracy, epoch)
-            if trial.should_prune():
+            if trial.should_prune():  # paused: save what a resume needs
                 resume.save(
                     {
                         "model": model.state_dict(),
@@ -96,6 +100,8 @@ def make_objective(data: tuple[torch.Tensor, ...], seed: int):  # type: ignore[n
                     }
                 )
                 raise optuna.TrialPruned()
+        # Reached max_budget (or the study's budget ended): keep the final model too.
+        resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
         return accuracy
 
     return objective
@@ -105,17 +111,16 @@ def create_fresh_study(name: str, out: Path, max_budget: int, seed: int) -> optu
     """A new DyHPO study in ``out/dyhpo.db`` with checkpoints in ``out/artifacts``."""
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{out / 'dyhpo.db'}"
-    if name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
+    store = FileSystemArtifactStore(str(out / "artifacts"))
+    if name in optuna.get_all_study_names(storage):  # a demo: start afresh
+        old = optuna.load_study(study_name=name, storage=storage)
+        remove_all_checkpoints(old, artifact_store=store)  # delete_study leaves artifacts
+        optuna.delete_study(study_name=name, storage=storage)
     return optuna.create_study(
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=DyHPOSampler(
-            max_budget=max_budget,
-            seed=seed,
-            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
-        ),
+        sampler=DyHPOSampler(max_budget=max_budget, seed=seed, artifact_store=store),
         pruner=DyHPOPruner(),
     )
 
@@ -154,6 +159,10 @@ def main() -> None:
         f"epoch {best.curve.index(max(best.curve)) + 1} of {best.last_step})"
     )
     print(f"best params:              {best.params}")
+    n_files = sum(f.is_file() for f in (out / "artifacts").iterdir())
+    print(f"checkpoints kept:         {n_files} for {len(configs)} configurations")
+    model_state = load_checkpoint(study, best.config_id)["model"]  # e.g. to deploy it
+    print(f"best checkpoint:          {len(model_state)} tensors, epoch {best.last_step}")
     print(f"dashboard: optuna-dashboard {storage} --artifact-dir {out / 'artifacts'}")
 
 
