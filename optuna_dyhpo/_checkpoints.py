@@ -126,22 +126,22 @@ class _Cache:
             return self.done.setdefault(storage, {}).setdefault(study_id, set())
 
 
-_cache = _Cache()
+cache = _Cache()
 
 
 def register_store(storage: BaseStorage, study_id: int, store: ArtifactStore) -> None:
     """Remember the store a :class:`TrialResume` was given, for removals in this process."""
-    with _cache.lock:
-        _cache.stores.setdefault(storage, {})[study_id] = store
+    with cache.lock:
+        cache.stores.setdefault(storage, {})[study_id] = store
 
 
-def _study_checkpoints(
+def study_checkpoints(
     storage: BaseStorage, study_id: int, trials: Iterable[FrozenTrial] | None = None
 ) -> list[_TrialCheckpoints]:
     if trials is None:
         trials = storage.get_all_trials(study_id, deepcopy=False)
-    with _cache.lock:
-        parsed = _cache.trials.setdefault(storage, {})
+    with cache.lock:
+        parsed = cache.trials.setdefault(storage, {})
     out: list[_TrialCheckpoints] = []
     for t in trials:
         if t.state == TrialState.WAITING:
@@ -224,7 +224,7 @@ def removed_reason(
     return None
 
 
-def _remove(
+def remove_artifacts(
     storage: BaseStorage,
     study_id: int,
     store: Callable[[], ArtifactStore],
@@ -238,7 +238,7 @@ def _remove(
     about to resume its configuration, so it is marked first: that trial finds the mark and
     stops the configuration instead of failing.
     """
-    done = _cache.done_set(storage, study_id)
+    done = cache.done_set(storage, study_id)
     todo = {a: n for a, n in items.items() if a not in done}
     if not todo:
         return 0
@@ -265,7 +265,7 @@ def _remove(
     return removed
 
 
-def _store_of(study: optuna.Study, artifact_store: ArtifactStore | None) -> ArtifactStore:
+def store_of(study: optuna.Study, artifact_store: ArtifactStore | None) -> ArtifactStore:
     from optuna_dyhpo._sampler import DyHPOSampler
 
     if artifact_store is not None:
@@ -275,7 +275,7 @@ def _store_of(study: optuna.Study, artifact_store: ArtifactStore | None) -> Arti
                 f"`open_reader`), e.g. FileSystemArtifactStore, but got {artifact_store!r}."
             )
         return artifact_store
-    registered = _cache.stores.get(study._storage, {}).get(study._study_id)
+    registered = cache.stores.get(study._storage, {}).get(study._study_id)
     if registered is not None:
         return registered
     if isinstance(study.sampler, DyHPOSampler):
@@ -300,9 +300,11 @@ def after_trial(study: optuna.Study, sampler: DyHPOSampler, trial: FrozenTrial) 
     storage = study._storage
     try:
         ending = None if is_heartbeat_enabled(storage) else trial._trial_id
-        infos = _study_checkpoints(storage, study._study_id)
+        infos = study_checkpoints(storage, study._study_id)
         items = superseded(infos, ending)
-        _remove(storage, study._study_id, lambda: _store_of(study, None), items, "superseded")
+        remove_artifacts(
+            storage, study._study_id, lambda: store_of(study, None), items, "superseded"
+        )
     except Exception as err:  # cleanup must never break a run: the next sweep retries
         _warn_failure(f"{type(err).__name__}: {err}")
 

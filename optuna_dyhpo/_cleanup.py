@@ -12,11 +12,11 @@ import optuna
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.study import StudyDirection
 
-from optuna_dyhpo._checkpoints import _cache
-from optuna_dyhpo._checkpoints import _remove
-from optuna_dyhpo._checkpoints import _store_of
-from optuna_dyhpo._checkpoints import _study_checkpoints
+from optuna_dyhpo._checkpoints import cache
 from optuna_dyhpo._checkpoints import live_checkpoints
+from optuna_dyhpo._checkpoints import remove_artifacts
+from optuna_dyhpo._checkpoints import store_of
+from optuna_dyhpo._checkpoints import study_checkpoints
 from optuna_dyhpo._checkpoints import superseded
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import ALL_CHECKPOINTS_REMOVED_KEY
@@ -92,21 +92,20 @@ def remove_checkpoints(
         ValueError: ``keep_best`` is not an integer >= 1, or no store is known.
     """
     check_int("keep_best", keep_best, 1, " (remove_all_checkpoints removes every checkpoint)")
-    store = _store_of(study, artifact_store)
+    store = store_of(study, artifact_store)
     storage, study_id = study._storage, study._study_id
-    infos = _study_checkpoints(storage, study_id)
-    removed = _remove(storage, study_id, lambda: store, superseded(infos), "superseded")
+    infos = study_checkpoints(storage, study_id)
+    removed = remove_artifacts(storage, study_id, lambda: store, superseded(infos), "superseded")
     configs = _configurations(study)
     live = live_checkpoints(infos)
-    ranked = _ranked(study, configs)
-    keep = set(ranked[:keep_best])
+    ranked = _ranked(study, configs)  # ranked[0] is the incumbent: always kept
     for cid in ranked[keep_best:]:
         c = configs[cid]
-        if cid in keep or cid not in live or c.status in ("running", "waiting"):
+        if cid not in live or c.status in ("running", "waiting"):
             continue
         artifact_id, number = live[cid]
         if c.status != "paused":
-            removed += _remove(
+            removed += remove_artifacts(
                 storage, study_id, lambda: store, {artifact_id: number}, "remove_checkpoints"
             )
             continue
@@ -120,7 +119,7 @@ def remove_checkpoints(
         try:
             if any(not crashed for crashed in continuations(storage, study_id, parent).values()):
                 continue  # resumed since we read the study
-            removed += _remove(
+            removed += remove_artifacts(
                 storage, study_id, lambda: store, {artifact_id: number}, "remove_checkpoints"
             )
         finally:
@@ -158,15 +157,15 @@ def remove_all_checkpoints(
     Raises:
         ValueError: No store is known.
     """
-    store = _store_of(study, artifact_store)
+    store = store_of(study, artifact_store)
     storage, study_id = study._storage, study._study_id
     trials = storage.get_all_trials(study_id, deepcopy=False)
-    infos = _study_checkpoints(storage, study_id, trials)
+    infos = study_checkpoints(storage, study_id, trials)
     # One mark for all (set first: a resume that misses its checkpoint then stops cleanly).
     storage.set_study_system_attr(
         study_id, ALL_CHECKPOINTS_REMOVED_KEY, max((t.number for t in trials), default=-1) + 1
     )
-    done = _cache.done_set(storage, study_id)
+    done = cache.done_set(storage, study_id)
     removed = 0
     for artifact_id in sorted({a for t in infos for a in t.uploaded} - done):
         try:
@@ -214,8 +213,8 @@ def load_checkpoint(
     Raises:
         CheckpointError: The configuration has no checkpoint, or it cannot be read.
     """
-    store = _store_of(study, artifact_store)
-    live = live_checkpoints(_study_checkpoints(study._storage, study._study_id))
+    store = store_of(study, artifact_store)
+    live = live_checkpoints(study_checkpoints(study._storage, study._study_id))
     if configuration_id not in live:
         raise CheckpointError(
             f"Configuration {configuration_id} of study '{study.study_name}' has no checkpoint "

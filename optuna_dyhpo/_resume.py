@@ -8,9 +8,9 @@ from typing import Any
 import optuna
 
 from optuna_dyhpo._checkpoints import FILE_PREFIX
-from optuna_dyhpo._checkpoints import _remove
 from optuna_dyhpo._checkpoints import recorded_checkpoint
 from optuna_dyhpo._checkpoints import register_store
+from optuna_dyhpo._checkpoints import remove_artifacts
 from optuna_dyhpo._checkpoints import removed_reason
 from optuna_dyhpo._cleanup import torch_load
 from optuna_dyhpo._logging import get_logger
@@ -158,7 +158,7 @@ class TrialResume:
         self._storage.set_trial_user_attr(tid, USER_CHECKPOINT, artifact_id)
         if earlier is not None:  # nobody loads a running trial's checkpoint
             study_id = self._trial.study._study_id
-            _remove(
+            remove_artifacts(
                 self._storage,
                 study_id,
                 lambda: self.artifact_store,

@@ -29,8 +29,8 @@ from optuna_dyhpo import get_configurations
 from optuna_dyhpo import load_checkpoint
 from optuna_dyhpo import remove_all_checkpoints
 from optuna_dyhpo import remove_checkpoints
-from optuna_dyhpo._checkpoints import _study_checkpoints
 from optuna_dyhpo._checkpoints import live_checkpoints
+from optuna_dyhpo._checkpoints import study_checkpoints
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import acquire_claim
@@ -116,7 +116,7 @@ def run(store: Store, epochs: int, storage: Any = None, seed: int = 0) -> optuna
 
 
 def live(study: optuna.Study) -> dict[int, tuple[str, int]]:
-    return live_checkpoints(_study_checkpoints(study._storage, study._study_id))
+    return live_checkpoints(study_checkpoints(study._storage, study._study_id))
 
 
 def recorded(study: optuna.Study) -> set[str]:
@@ -136,7 +136,7 @@ def incumbent(study: optuna.Study) -> int:
 
 # ------------------------------------------------------------------------------ life cycle
 def test_one_live_checkpoint_per_configuration(store: Store) -> None:
-    study = run(store, 60)
+    study = run(store, 45)
     configs = get_configurations(study)
     resumed = [c for c in configs if len(c.trial_numbers) > 1]
     assert resumed, "the run should pause and resume configurations"
@@ -149,16 +149,28 @@ def test_one_live_checkpoint_per_configuration(store: Store) -> None:
 
 
 def test_final_checkpoint_of_configurations_at_max_budget(store: Store) -> None:
-    study = run(store, 80)
+    study = run(store, 40)
+    # One paused configuration is resumed and trained to max_budget (whatever DyHPO decides).
+    config_id = _paused(study)[0]
+    before = live(study)[config_id][0]
+    decision = Decision("resume", config_id, None, 0, math.nan, "test")
+    with (
+        mock.patch.object(study.sampler, "_decide", return_value=decision),
+        mock.patch.object(study.pruner, "prune", return_value=False),
+    ):
+        study.optimize(objective, n_trials=1)
     alive = live(study)
     finished = [c for c in get_configurations(study) if c.last_step == MAX_BUDGET]
+    assert config_id in {c.config_id for c in finished}
+    assert before not in store.list_ids()
     for c in finished:
         artifact_id, number = alive[c.config_id]
-        assert number == c.trial_numbers[-1]
+        assert number == c.trial_numbers[-1] and artifact_id in store.list_ids()
         state = load_checkpoint(study, c.config_id, artifact_store=store.store)
         assert state == {"config": c.config_id, "epoch": MAX_BUDGET}
     best = incumbent(study)
     assert best in alive and alive[best][0] in store.list_ids()
+    assert store.list_ids() == {a for a, _ in alive.values()}
 
 
 def test_a_trial_that_saves_twice_keeps_its_latest(store: Store) -> None:
@@ -237,7 +249,7 @@ def test_a_crashed_continuation_resumes_from_the_kept_checkpoint(store: Store) -
 
 # ------------------------------------------------------------------------------ cleanup
 def test_remove_checkpoints_keeps_the_best_k_and_the_incumbent(store: Store) -> None:
-    study = run(store, 60)
+    study = run(store, 40)
     configs = get_configurations(study)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert maximize
@@ -251,7 +263,7 @@ def test_remove_checkpoints_keeps_the_best_k_and_the_incumbent(store: Store) -> 
     # The study goes on: a configuration whose checkpoint was removed is stopped, not failed.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DyHPOWarning)
-        study.optimize(objective, callbacks=[StopAfterEpochs(90)])
+        study.optimize(objective, callbacks=[StopAfterEpochs(60)])
     assert not [t for t in study.trials if t.state == TrialState.FAIL]
     assert store.list_ids() == {a for a, _ in live(study).values()} - _removed_ids(before, kept)
 
