@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -124,8 +125,8 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
     """Run ``examples/quickstart.py --smoke --output workdir`` and describe its study.
 
     The continuation is the first trial that resumes a paused configuration; the paused trial is
-    the first trial paused with a checkpoint artifact. The three DyHPO plots are saved into the
-    study.
+    the first trial paused with a checkpoint artifact that no trial resumed. The three DyHPO
+    plots are saved into the study.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
@@ -135,6 +136,8 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
         text=True,
         timeout=300,
         cwd=REPO,
+        env={**os.environ,
+             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
     )  # fmt: skip
     assert run.returncode == 0, f"quickstart failed:\n{run.stdout}\n{run.stderr}"
     url = f"sqlite:///{workdir / 'dyhpo.db'}"
@@ -144,10 +147,15 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
         (t for t in trials if t.user_attrs.get("dyhpo_continues_trial") is not None), None
     )
     assert continuation is not None, f"the smoke run resumed no configuration:\n{run.stdout}"
+    # A paused trial that nobody resumed: its checkpoint is its configuration's live one (DyHPO
+    # removes a checkpoint once a newer one of the configuration replaced it).
+    continued = {t.user_attrs.get("dyhpo_continues_trial") for t in trials}
     paused = next(
         t
         for t in trials
-        if t.user_attrs.get("dyhpo_status") == "paused" and "dyhpo_checkpoint" in t.user_attrs
+        if t.user_attrs.get("dyhpo_status") == "paused"
+        and "dyhpo_checkpoint" in t.user_attrs
+        and t.number not in continued
     )
     metas = {
         m.artifact_id: m
