@@ -306,13 +306,14 @@ def after_trial(study: optuna.Study, sampler: DyHPOSampler, trial: FrozenTrial) 
             storage, study._study_id, lambda: store_of(study, None), items, "superseded"
         )
     except Exception as err:  # cleanup must never break a run: the next sweep retries
-        _warn_failure(f"{type(err).__name__}: {err}")
+        warn_removal_failure(f"{type(err).__name__}: {err}")
 
 
 _warned: set[str] = set()
 
 
-def _warn_failure(why: str) -> None:
+def warn_removal_failure(why: str) -> None:
+    """Warn (once per process) that a store refused a removal; later sweeps retry it."""
     if "failure" not in _warned:
         _warned.add("failure")
         warn_once(

@@ -12,6 +12,7 @@ from optuna_dyhpo._checkpoints import recorded_checkpoint
 from optuna_dyhpo._checkpoints import register_store
 from optuna_dyhpo._checkpoints import remove_artifacts
 from optuna_dyhpo._checkpoints import removed_reason
+from optuna_dyhpo._checkpoints import warn_removal_failure
 from optuna_dyhpo._cleanup import torch_load
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import CHECKPOINT_KEY
@@ -157,14 +158,16 @@ class TrialResume:
         )
         self._storage.set_trial_user_attr(tid, USER_CHECKPOINT, artifact_id)
         if earlier is not None:  # nobody loads a running trial's checkpoint
-            study_id = self._trial.study._study_id
-            remove_artifacts(
-                self._storage,
-                study_id,
-                lambda: self.artifact_store,
-                {earlier: self._trial.number},
-                "superseded",
-            )
+            try:
+                remove_artifacts(
+                    self._storage,
+                    self._trial.study._study_id,
+                    lambda: self.artifact_store,
+                    {earlier: self._trial.number},
+                    "superseded",
+                )
+            except Exception as err:  # a later sweep retries; the new checkpoint is safe
+                warn_removal_failure(f"{type(err).__name__}: {err}")
         return artifact_id
 
     def load(self, map_location: Any = "cpu", *, weights_only: bool = True) -> Any:

@@ -25,6 +25,7 @@ from optuna_dyhpo import CheckpointError
 from optuna_dyhpo import DyHPOWarning
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
+from optuna_dyhpo import _checkpoints
 from optuna_dyhpo import get_configurations
 from optuna_dyhpo import load_checkpoint
 from optuna_dyhpo import remove_all_checkpoints
@@ -245,6 +246,32 @@ def test_a_crashed_continuation_resumes_from_the_kept_checkpoint(store: Store) -
     assert store.list_ids() == {a for a, _ in live(study).values()}
     again = TrialResume(_continue_by_hand(study, config_id))
     assert again.load() == {"config": config_id, "epoch": again.start_step - 1}
+
+
+class _FlakyStore(FileSystemArtifactStore):
+    """A store whose removals fail while ``broken`` is set."""
+
+    broken = True
+
+    def remove(self, artifact_id: str) -> None:
+        if self.broken:
+            raise OSError("the store is read-only today")
+        super().remove(artifact_id)
+
+
+def test_a_failing_store_never_breaks_the_run(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(_checkpoints, "_warned", set())
+    store = _FlakyStore(str(tmp_path))
+    study = make_study(MAX_BUDGET, artifact_store=store)
+    with pytest.warns(DyHPOWarning, match="Could not remove superseded DyHPO checkpoints"):
+        study.optimize(objective, callbacks=[StopAfterEpochs(30)])
+    assert not [t for t in study.trials if t.state == TrialState.FAIL]
+    alive = {a for a, _ in live(study).values()}
+    files = {f.name for f in tmp_path.iterdir()}
+    assert alive < files  # the superseded ones are still there
+    store.broken = False
+    remove_checkpoints(study, keep_best=10_000)  # retried
+    assert {f.name for f in tmp_path.iterdir()} == alive
 
 
 # ------------------------------------------------------------------------------ cleanup
