@@ -2,7 +2,9 @@
 
 Every configuration trains epoch by epoch. After each epoch DyHPO decides whether it deserves
 the next one; if not, the trial saves a checkpoint and is paused (PRUNED), and a later trial
-may resume it from that checkpoint. The study stops after a total budget of epochs.
+may resume it from that checkpoint. A trial that reaches the last epoch saves its final
+model too; each configuration keeps one checkpoint (DyHPO removes the ones a newer checkpoint
+replaced). The study stops after a total budget of epochs.
 
 Run:
     python examples/quickstart.py             # about a minute on 2 CPU cores
@@ -35,6 +37,8 @@ from optuna_dyhpo import TrialResume
 from optuna_dyhpo import best_configuration
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
+from optuna_dyhpo import load_checkpoint
+from optuna_dyhpo import remove_all_checkpoints
 
 
 def load_data(seed: int) -> tuple[torch.Tensor, ...]:
@@ -91,7 +95,7 @@ def make_objective(data: tuple[torch.Tensor, ...], seed: int):  # type: ignore[n
             with torch.no_grad():
                 accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
             trial.report(accuracy, epoch)
-            if trial.should_prune():
+            if trial.should_prune():  # paused: save what a resume needs
                 resume.save(
                     {
                         "model": model.state_dict(),
@@ -100,6 +104,8 @@ def make_objective(data: tuple[torch.Tensor, ...], seed: int):  # type: ignore[n
                     }
                 )
                 raise optuna.TrialPruned()
+        # Reached max_budget (or the study's budget ended): keep the final model too.
+        resume.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
         return accuracy
 
     return objective
@@ -109,17 +115,16 @@ def create_fresh_study(name: str, out: Path, max_budget: int, seed: int) -> optu
     """A new DyHPO study in ``out/dyhpo.db`` with checkpoints in ``out/artifacts``."""
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{out / 'dyhpo.db'}"
-    if name in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=name, storage=storage)  # a demo: start afresh
+    store = FileSystemArtifactStore(str(out / "artifacts"))
+    if name in optuna.get_all_study_names(storage):  # a demo: start afresh
+        old = optuna.load_study(study_name=name, storage=storage)
+        remove_all_checkpoints(old, artifact_store=store)  # delete_study leaves artifacts
+        optuna.delete_study(study_name=name, storage=storage)
     return optuna.create_study(
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=DyHPOSampler(
-            max_budget=max_budget,
-            seed=seed,
-            artifact_store=FileSystemArtifactStore(str(out / "artifacts")),
-        ),
+        sampler=DyHPOSampler(max_budget=max_budget, seed=seed, artifact_store=store),
         pruner=DyHPOPruner(),
     )
 
@@ -168,6 +173,12 @@ def main() -> None:
         f"dashboard updates:        {dashboard.n_updates} ({dashboard.seconds:.2f} s of "
         f"{wall:.1f} s, {100 * dashboard.seconds / wall:.2f} %)"
     )
+    n_files = sum(f.is_file() for f in (out / "artifacts").iterdir())
+    print(f"checkpoints kept:         {n_files} for {len(configs)} configurations")
+    # The best configuration's live checkpoint (its last epoch), e.g. to deploy it.
+    model_state = load_checkpoint(study, best.config_id)["model"]
+    last = next(c.last_step for c in configs if c.config_id == best.config_id)
+    print(f"best checkpoint:          {len(model_state)} tensors, epoch {last}")
     print(f"dashboard: optuna-dashboard {storage} --artifact-dir {out / 'artifacts'}")
 
 

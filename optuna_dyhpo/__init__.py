@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from optuna_dyhpo._budget import StopAfterEpochs
 from optuna_dyhpo._budget import epochs_spent
+from optuna_dyhpo._cleanup import load_checkpoint
+from optuna_dyhpo._cleanup import remove_all_checkpoints
+from optuna_dyhpo._cleanup import remove_checkpoints
 from optuna_dyhpo._dashboard import DashboardUpdater
 from optuna_dyhpo._incumbent import BestConfiguration
 from optuna_dyhpo._incumbent import best_configuration
@@ -35,4 +38,7 @@ __all__ = [
     "best_configuration",
     "epochs_spent",
     "get_configurations",
+    "load_checkpoint",
+    "remove_all_checkpoints",
+    "remove_checkpoints",
 ]

@@ -54,7 +54,8 @@ class BestConfiguration:
         trial: The trial (segment) that trained and reported that epoch.
         checkpoint: The artifact id of a checkpoint of the configuration saved at exactly that
             epoch (a trial paused there), or ``None`` (e.g. it trained on past that epoch
-            without pausing, or it completed there).
+            without pausing, or it completed there, or a later checkpoint of the configuration
+            superseded it; :func:`~optuna_dyhpo.load_checkpoint` loads its live one).
         status: The configuration's status when it was read (``"paused"``, ``"running"``,
             ``"completed"``, ...).
     """
@@ -139,6 +140,12 @@ def find_best(
         info = by_number[number].system_attrs.get(CHECKPOINT_KEY)
         if isinstance(info, dict) and info.get("step") == _epoch(owner, position):
             checkpoint = str(info["artifact_id"])
+    if checkpoint is not None:
+        from optuna_dyhpo._checkpoints import removed_reason
+
+        # A later checkpoint of the configuration superseded it (or a cleanup removed it).
+        if removed_reason(study._storage, study._study_id, checkpoint, owner.number):
+            checkpoint = None
     return BestConfiguration(
         value=float(config.curve[position - 1]),
         params=dict(config.params),

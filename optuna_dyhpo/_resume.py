@@ -1,21 +1,30 @@
 from __future__ import annotations
 
 import os
-import pickle
-import re
 import tempfile
 from typing import TYPE_CHECKING
 from typing import Any
 
 import optuna
 
+from optuna_dyhpo._checkpoints import FILE_PREFIX
+from optuna_dyhpo._checkpoints import recorded_checkpoint
+from optuna_dyhpo._checkpoints import register_store
+from optuna_dyhpo._checkpoints import remove_artifacts
+from optuna_dyhpo._checkpoints import removed_reason
+from optuna_dyhpo._checkpoints import warn_removal_failure
+from optuna_dyhpo._cleanup import torch_load
+from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CHECKPOINT
 from optuna_dyhpo._warnings import CheckpointError
+from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
+
+_logger = get_logger("resume")
 
 
 class TrialResume:
@@ -26,6 +35,12 @@ class TrialResume:
     trial's parameters, :attr:`start_step` is the first step still to train, and :meth:`load`
     returns the object the paused trial saved. Checkpoints are Optuna artifacts of the trial
     that saved them (visible and downloadable in optuna-dashboard).
+
+    Save a checkpoint before raising :class:`optuna.TrialPruned` (so the configuration can be
+    resumed) and also after the last epoch, before returning (so the final model of a
+    configuration that reaches ``max_budget`` or is stopped by the budget is kept; load it
+    later with :func:`~optuna_dyhpo.load_checkpoint`). A configuration keeps one checkpoint:
+    once a trial that saved a newer one has ended, DyHPO removes the older one from the store.
 
     Example:
 
@@ -47,6 +62,8 @@ class TrialResume:
                         resume.save({"model": model.state_dict(),
                                      "optimizer": optimizer.state_dict()})
                         raise optuna.TrialPruned()
+                resume.save({"model": model.state_dict(),      # the final checkpoint
+                             "optimizer": optimizer.state_dict()})
                 return accuracy
 
     Args:
@@ -74,6 +91,8 @@ class TrialResume:
             raise RuntimeError(f"Trial {trial.number} was not started by DyHPOSampler.")
         self._sampler = sampler
         self._store = artifact_store
+        if artifact_store is not None:
+            register_store(self._storage, trial.study._study_id, artifact_store)
         self.config_id: int = int(segment["config"])
         """The configuration's id (number of its first trial)."""
         self.start_step: int = int(segment["start"])
@@ -100,7 +119,12 @@ class TrialResume:
 
     def save(self, obj: Any) -> str:
         """Save ``obj`` with ``torch.save`` as this trial's checkpoint; call it before
-        raising :class:`optuna.TrialPruned`.
+        raising :class:`optuna.TrialPruned`, and after the last epoch before returning.
+
+        The new checkpoint replaces this trial's earlier one (that one is removed once the new
+        one is written and recorded). The configuration's previous checkpoint (the one this
+        trial resumed from) is removed when this trial has ended, not before: if this trial's
+        worker died, the configuration would resume from it again.
 
         Keep ``obj`` to tensors and plain data (``state_dict()`` of models and optimizers,
         ``generator.get_state()``, dicts, lists, numbers, ...): :meth:`load` reads checkpoints
@@ -115,7 +139,7 @@ class TrialResume:
         import torch
 
         last = self._storage.get_trial(self._trial._trial_id).last_step or 0
-        fd, path = tempfile.mkstemp(prefix=f"dyhpo-trial{self._trial.number}-", suffix=".pt")
+        fd, path = tempfile.mkstemp(prefix=f"{FILE_PREFIX}{self._trial.number}-", suffix=".pt")
         os.close(fd)
         try:
             torch.save(obj, path)
@@ -128,10 +152,22 @@ class TrialResume:
         finally:
             os.remove(path)
         tid = self._trial._trial_id
+        earlier = recorded_checkpoint(self._storage.get_trial(tid))
         self._storage.set_trial_system_attr(
             tid, CHECKPOINT_KEY, {"artifact_id": artifact_id, "step": last}
         )
         self._storage.set_trial_user_attr(tid, USER_CHECKPOINT, artifact_id)
+        if earlier is not None:  # nobody loads a running trial's checkpoint
+            try:
+                remove_artifacts(
+                    self._storage,
+                    self._trial.study._study_id,
+                    lambda: self.artifact_store,
+                    {earlier: self._trial.number},
+                    "superseded",
+                )
+            except Exception as err:  # a later sweep retries; the new checkpoint is safe
+                warn_removal_failure(f"{type(err).__name__}: {err}")
         return artifact_id
 
     def load(self, map_location: Any = "cpu", *, weights_only: bool = True) -> Any:
@@ -164,6 +200,10 @@ class TrialResume:
             CheckpointError: This trial resumes a configuration but the paused trial saved no
                 checkpoint, or its artifact is missing or unreadable, or it holds objects that
                 ``weights_only=True`` refuses. The message names the trial and the artifact.
+            optuna.TrialPruned: The checkpoint was removed on purpose
+                (:func:`~optuna_dyhpo.remove_checkpoints` or
+                :func:`~optuna_dyhpo.remove_all_checkpoints`): the configuration is stopped
+                and never resumed again.
         """
         if not isinstance(weights_only, bool):
             raise TypeError(
@@ -172,8 +212,6 @@ class TrialResume:
             )
         if self.parent_trial_number is None:
             return None
-        import torch
-
         study_id = self._trial.study._study_id
         parent_id = self._storage.get_trial_id_from_study_id_trial_number(
             study_id, self.parent_trial_number
@@ -192,37 +230,17 @@ class TrialResume:
             f"{type(self.artifact_store).__name__})"
         )
         try:
-            with self.artifact_store.open_reader(artifact_id) as reader:
-                return torch.load(reader, map_location=map_location, weights_only=weights_only)
-        except pickle.UnpicklingError as err:
-            if not weights_only:
-                raise CheckpointError(f"{where}: {type(err).__name__}: {err}") from err
-            raise CheckpointError(
-                f"{where} with weights_only=True: {_weights_only_reason(err)} "
-                "weights_only=True loads only tensors and plain data (state_dicts, dicts, "
-                "lists, tuples, sets, strings, numbers, None), because unpickling other "
-                "objects can run arbitrary code. Save such data instead (e.g. "
-                "generator.get_state() rather than the generator, tensors rather than numpy "
-                "arrays), or, if you trust everyone who can write to the artifact store, "
-                "call TrialResume(trial).load(weights_only=False)."
-            ) from err
-        except Exception as err:
-            raise CheckpointError(f"{where}: {type(err).__name__}: {err}") from err
-
-
-def _weights_only_reason(err: pickle.UnpicklingError) -> str:
-    """The part of ``torch.load``'s weights-only error that says what was refused.
-
-    Args:
-        err: The error ``torch.load(..., weights_only=True)`` raised.
-
-    Returns:
-        One line ending in a full stop, e.g. ``"Unsupported global: GLOBAL mod.Cls was not an
-        allowed global by default. ..."``; the whole message if it has no such part.
-    """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # drop terminal colour codes
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1].strip().split("\n\n", 1)[0]
-    text = " ".join(text.split())
-    return text if text.endswith(".") else f"{text}."
+            return torch_load(self.artifact_store, artifact_id, where, map_location, weights_only)
+        except CheckpointError as err:
+            why = removed_reason(self._storage, study_id, artifact_id, self.parent_trial_number)
+            if why is None:
+                raise
+            if why == "superseded":
+                raise CheckpointError(f"{err} (DyHPO removed it as superseded)") from err
+        message = (
+            f"Trial {self._trial.number} does not resume configuration {self.config_id}: its "
+            f"checkpoint (trial {self.parent_trial_number}) was removed by {why}. The "
+            "configuration is stopped."
+        )
+        warn_once(_logger, message)
+        raise optuna.TrialPruned(message)

@@ -457,6 +457,9 @@ class DyHPOSampler(BaseSampler):
         if status == "finished_early":
             last = max(trial.intermediate_values, default=0)
             _mistakes.finished_early(study, self._warned, trial.number, last, self.max_budget)
+        from optuna_dyhpo import _checkpoints
+
+        _checkpoints.after_trial(study, self, trial)  # superseded checkpoints leave the store
 
     def reseed_rng(self) -> None:
         # Called by Optuna in each process of a process pool: give every process its own seed.

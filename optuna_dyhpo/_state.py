@@ -33,6 +33,10 @@ PAUSED_KEY = "dyhpo:paused_at"
 CHECKPOINT_KEY = "dyhpo:checkpoint"
 CLAIMED_AT_KEY = "dyhpo:claimed_at"
 CLAIM_MARK = ":dyhpo-claim:"
+# Study attributes: a checkpoint DyHPO removed (one key per artifact), and "every checkpoint
+# of a trial numbered below this was removed" (remove_all_checkpoints).
+REMOVED_CHECKPOINT_PREFIX = "dyhpo:removed_checkpoint:"
+ALL_CHECKPOINTS_REMOVED_KEY = "dyhpo:checkpoints_removed_below"
 
 USER_CONFIG = "dyhpo_config"
 USER_PARENT = "dyhpo_continues_trial"

@@ -123,8 +123,9 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
     """Run ``examples/quickstart.py --smoke --output workdir`` and describe its study.
 
     The continuation is the first trial that resumes a paused configuration; the paused trial is
-    the first trial paused with a checkpoint artifact. The three DyHPO plots and the study note
-    are in the study already: the quickstart runs with :class:`optuna_dyhpo.DashboardUpdater`.
+    the first trial paused with a checkpoint artifact that no trial resumed. The three DyHPO
+    plots and the study note are in the study already: the quickstart runs with
+    :class:`optuna_dyhpo.DashboardUpdater`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
@@ -144,10 +145,15 @@ def build_quickstart_study(workdir: Path) -> DashboardStudy:
         (t for t in trials if t.user_attrs.get("dyhpo_continues_trial") is not None), None
     )
     assert continuation is not None, f"the smoke run resumed no configuration:\n{run.stdout}"
+    # A paused trial that nobody resumed: its checkpoint is its configuration's live one (DyHPO
+    # removes a checkpoint once a newer one of the configuration replaced it).
+    continued = {t.user_attrs.get("dyhpo_continues_trial") for t in trials}
     paused = next(
         t
         for t in trials
-        if t.user_attrs.get("dyhpo_status") == "paused" and "dyhpo_checkpoint" in t.user_attrs
+        if t.user_attrs.get("dyhpo_status") == "paused"
+        and "dyhpo_checkpoint" in t.user_attrs
+        and t.number not in continued
     )
     metas = {
         m.artifact_id: m

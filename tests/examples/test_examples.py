@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 import re
 import subprocess
@@ -27,6 +28,10 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
     )
     assert out.returncode == 0, out.stderr
     return out
