@@ -21,11 +21,10 @@ from optuna_dyhpo._checkpoints import superseded
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import ALL_CHECKPOINTS_REMOVED_KEY
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import StudyReader
 from optuna_dyhpo._state import acquire_claim
 from optuna_dyhpo._state import claim_name
-from optuna_dyhpo._state import continuations
 from optuna_dyhpo._state import release_claim
+from optuna_dyhpo._study_io import StudyReader
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import CheckpointError
 
@@ -35,13 +34,15 @@ if TYPE_CHECKING:
 _CLAIM_TIMEOUT = 600.0
 _logger = get_logger("checkpoints")
 
+_READER = StudyReader()
+
 
 def _configurations(study: optuna.Study) -> dict[int, Configuration]:
     from optuna_dyhpo._sampler import DyHPOSampler
 
     sampler = study.sampler
     max_budget = sampler.max_budget if isinstance(sampler, DyHPOSampler) else None
-    return StudyReader().read(study, max_budget)
+    return _READER.read(study, max_budget)
 
 
 def _ranked(study: optuna.Study, configs: dict[int, Configuration]) -> list[int]:
@@ -110,14 +111,14 @@ def remove_checkpoints(
             )
             continue
         parent = storage.get_trial(c.last_trial_id).number
-        children = continuations(storage, study_id, parent)
+        children = _READER.continuations(study, parent)
         claim = acquire_claim(
             storage, claim_name(study.study_name, parent, len(children)), _CLAIM_TIMEOUT
         )
         if claim is None:
             continue  # a worker is resuming it right now
         try:
-            if any(not crashed for crashed in continuations(storage, study_id, parent).values()):
+            if any(not crashed for crashed in _READER.continuations(study, parent).values()):
                 continue  # resumed since we read the study
             removed += remove_artifacts(
                 storage, study_id, lambda: store, {artifact_id: number}, "remove_checkpoints"
