@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo import _mistakes
+from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
@@ -35,16 +36,11 @@ from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CONFIG
-from optuna_dyhpo._state import USER_PARENT
 from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import acquire_claim
-from optuna_dyhpo._state import claim_name
 from optuna_dyhpo._state import finished_status
-from optuna_dyhpo._state import release_claim
 from optuna_dyhpo._study_io import StudyReader
-from optuna_dyhpo._study_io import write_curve
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
 from optuna_dyhpo._warnings import warn_once
@@ -346,7 +342,7 @@ class DyHPOSampler(BaseSampler):
                 if decision.kind != "resume":
                     break
                 assert decision.config_id is not None
-                if self._claim(study, trial, configs[decision.config_id], decision):
+                if claim_continuation(self, study, trial, configs[decision.config_id], decision):
                     return
                 # Another worker resumed it first: decide again on fresh data.
             else:
@@ -360,79 +356,6 @@ class DyHPOSampler(BaseSampler):
         why = f"{decision.reason}, log EI {decision.log_ei:.3g}"
         self._start_notes[trial._trial_id] = f"new; {why}"
         _logger.debug(f"Trial {trial.number} starts a new configuration ({why}).")
-
-    def _claim(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        config: Configuration,
-        decision: Decision | None = None,
-    ) -> bool:
-        """Make ``trial`` the continuation of the paused ``config``, exactly once.
-
-        Several workers may decide to resume the same configuration at the same moment. The
-        claim is a mutex that every Optuna storage makes atomic (``_state.acquire_claim``).
-        The winner re-reads the configuration's trials (another worker may have resumed it
-        since this worker read the study), writes the continuation's attributes (from then
-        on, everyone sees the configuration running) and releases the claim.
-
-        Returns:
-            Whether this trial won the claim.
-        """
-        storage = study._storage
-        parent_trial = storage.get_trial(config.last_trial_id)
-        if parent_trial.state != TrialState.PRUNED:
-            return False
-        # As of the decision's read; checked again, fresh, once the claim is held.
-        children = self._reader.continuations(study, parent_trial.number, fresh=False)
-        if any(not crashed for crashed in children.values()):
-            return False
-        n_children = len(children)
-        name = claim_name(study.study_name, parent_trial.number, n_children)
-        claim_id = acquire_claim(storage, name, self._claim_timeout)
-        if claim_id is None:
-            _logger.debug(f"Configuration {config.config_id} was claimed by another worker.")
-            return False
-        try:
-            children = self._reader.continuations(study, parent_trial.number)
-            # A continuation made since the count above belongs to the holder of another
-            # claim name: only the holder of the current count's claim may resume.
-            if len(children) != n_children or any(not c for c in children.values()):
-                return False
-            self._write_continuation(study, trial, config, parent_trial, decision)
-        finally:
-            release_claim(storage, claim_id)
-        return True
-
-    def _write_continuation(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        config: Configuration,
-        parent_trial: FrozenTrial,
-        decision: Decision | None,
-    ) -> None:
-        storage = study._storage
-        start = config.last_step + 1
-        self._plans[trial._trial_id] = dict(config.params)
-        self._resumes.add(trial._trial_id)
-        segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
-        storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
-        trial.system_attrs[SEGMENT_KEY] = segment
-        # The continuation carries the whole curve so far, so the latest trial of a
-        # configuration always shows its complete learning curve (one write for all steps).
-        curve = dict(enumerate(config.curve, start=1))
-        write_curve(storage, trial._trial_id, curve)
-        trial.intermediate_values.update(curve)
-        storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, config.config_id)
-        storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
-        storage.set_trial_user_attr(trial._trial_id, USER_START, start)
-        why = "" if decision is None else f"; {decision.reason}, log EI {decision.log_ei:.3g}"
-        self._start_notes[trial._trial_id] = f"resumed at epoch {start}{why}"
-        _logger.debug(
-            f"Trial {trial.number} resumes configuration {config.config_id} at step {start} "
-            f"(continues trial {parent_trial.number}{why})."
-        )
 
     def after_trial(
         self,

@@ -28,6 +28,7 @@ from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import DyHPOWarning
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import get_configurations
+from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._liveness import SilentTrialSweeper
 from optuna_dyhpo._liveness import _silent_running_trials
@@ -241,7 +242,7 @@ def test_a_trial_without_heartbeat_is_failed_and_its_configuration_resumed(
         (paused,) = [c for c in get_configurations(study) if c.status == "paused"]
         # The dead worker: it created its trial and claimed configuration 0, no heartbeat.
         dead_id = storage.create_new_trial(study._study_id)
-        assert sampler._claim(study, storage.get_trial(dead_id), paused)
+        assert claim_continuation(sampler, study, storage.get_trial(dead_id), paused)
         young_id = storage.create_new_trial(study._study_id)  # a live worker, just started
         _backdate(db, dead_id, 3600)
         assert get_configurations(study)[0].status == "running"

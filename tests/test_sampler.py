@@ -19,6 +19,7 @@ from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo import get_configurations
+from optuna_dyhpo._continuation import claim_continuation
 from tests.synthetic import curve_value
 from tests.synthetic import make_objective
 from tests.synthetic import make_study
@@ -160,8 +161,8 @@ def test_a_paused_configuration_is_claimed_once(tmp_path: Path) -> None:
     # Whatever the sampler decided for them, force the race on `paused`, with a stale view.
     for t in (first, second):
         study._storage.set_trial_system_attr(t._trial_id, "dyhpo:segment", None)
-    a = sampler._claim(study, study._storage.get_trial(first._trial_id), paused)
-    b = sampler._claim(study, study._storage.get_trial(second._trial_id), paused)
+    a = claim_continuation(sampler, study, study._storage.get_trial(first._trial_id), paused)
+    b = claim_continuation(sampler, study, study._storage.get_trial(second._trial_id), paused)
     assert (a, b) == (True, False)
     # No claim study is left behind.
     assert optuna.get_all_study_names(study._storage) == [study.study_name]
@@ -175,7 +176,7 @@ def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
     dead = study._storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], key)
     study._storage.set_study_system_attr(dead, "dyhpo:claimed_at", 0.0)  # long ago
     trial = study.ask()
-    assert sampler._claim(study, study._storage.get_trial(trial._trial_id), paused)
+    assert claim_continuation(sampler, study, study._storage.get_trial(trial._trial_id), paused)
     # A fresh claim by a live worker is respected.
     other = sampler._configurations(study)
     nxt = next(
@@ -187,7 +188,9 @@ def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
         study._storage.create_new_study(
             [optuna.study.StudyDirection.MINIMIZE], f"{study.study_name}:dyhpo-claim:{p}:0"
         )
-        assert not sampler._claim(study, study._storage.get_trial(study.ask()._trial_id), nxt)
+        assert not claim_continuation(
+            sampler, study, study._storage.get_trial(study.ask()._trial_id), nxt
+        )
 
 
 def test_a_worker_killed_while_deciding_leaves_a_stale_trial(tmp_path: Path) -> None:
@@ -223,9 +226,9 @@ def test_an_unstamped_claim_of_a_dead_worker_becomes_stale(tmp_path: Path) -> No
     study._storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], key)  # no stamp
     sampler._claim_timeout = 0.5
     trial = study._storage.get_trial(study.ask()._trial_id)
-    assert not sampler._claim(study, trial, paused)  # stamped now, not yet stale
+    assert not claim_continuation(sampler, study, trial, paused)  # stamped now, not yet stale
     time.sleep(1.0)
-    assert sampler._claim(study, trial, paused)
+    assert claim_continuation(sampler, study, trial, paused)
 
 
 def test_start_up_draws_are_not_on_the_diagonal() -> None:
