@@ -28,6 +28,7 @@ import json
 import math
 import os
 from pathlib import Path
+import re
 import shlex
 import sys
 from typing import Any
@@ -777,6 +778,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_KEPT = re.compile(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", re.DOTALL)
+
+
+def kept_sections(text: str) -> list[str]:
+    """The blocks ``<!-- name:begin --> ... <!-- name:end -->`` of an earlier report: results
+    of other scripts (e.g. ``benchmarks/storage_scaling.py``) that a new report keeps."""
+    return [m.group(0) for m in _KEPT.finditer(text)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 when there is nothing to report)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -794,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for g in groups
     }
     text = render(groups, plots, output, command, skipped)
+    if output.exists():  # sections other scripts wrote into the file are kept
+        text += "".join("\n\n" + block for block in kept_sections(output.read_text()))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(f"[benchmarks] wrote {output} and {sum(len(v) for v in plots.values())} plots")

@@ -190,6 +190,12 @@ def test_report_and_merge(pipeline: dict[str, Any]) -> None:
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
         assert f"plots/{p.name}" in text
+    # A section another script wrote into the file survives a new report; old tables do not.
+    kept = "<!-- other-script:begin -->\n## From another script\n<!-- other-script:end -->"
+    md.write_text("# stale table\n\n" + kept + "\n")
+    assert report.main(["--results", str(out / "results"), "--output", str(md)]) == 0
+    again = md.read_text()
+    assert again.count(kept) == 1 and "# stale table" not in again
     copied, _ = merge.merge(out, out / "dashboard.journal")
     assert len(copied) == len(pipeline["results"])
     storage = JournalStorage(JournalFileBackend(str(out / "dashboard.journal")))
