@@ -262,7 +262,17 @@ def remove_artifacts(
         if not mark_first:
             storage.set_study_system_attr(study_id, key, mark)
         done.add(artifact_id)
+    _forget_best_checkpoint(storage, study_id, set(todo))
     return removed
+
+
+def _forget_best_checkpoint(storage: BaseStorage, study_id: int, removed: set[str]) -> None:
+    """The study attribute ``dyhpo:best`` no longer names a checkpoint that was removed."""
+    from optuna_dyhpo._incumbent import BEST_KEY
+
+    best = storage.get_study_user_attrs(study_id).get(BEST_KEY)
+    if isinstance(best, dict) and best.get("checkpoint") in removed:
+        storage.set_study_user_attr(study_id, BEST_KEY, {**best, "checkpoint": None})
 
 
 def store_of(study: optuna.Study, artifact_store: ArtifactStore | None) -> ArtifactStore:

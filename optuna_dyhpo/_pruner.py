@@ -16,7 +16,6 @@ from optuna_dyhpo._logging import replace_pruned_line
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import Configuration
-from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
 
@@ -120,9 +119,10 @@ class DyHPOPruner(BasePruner):
                 f"max_budget={sampler.max_budget}; stop the training loop at max_budget "
                 "(TrialResume.steps() does)."
             )
-        segments = sampler._reader.segments(study, foreign=True)
-        spent = sum(len(s.new_steps) for s in segments)
-        configs = build_configurations((s for s in segments if s.dyhpo), sampler.max_budget)
+        # Epochs spent as StopAfterEpochs counts them (every trial's own epochs); the
+        # configurations from the sampler's incremental read.
+        spent = sum(len(s.new_steps) for s in sampler._reader.segments(study, foreign=True))
+        configs = sampler._configurations(study)
         self._summary(study, configs, spent)
         budget = budget_reached(study, spent)
         pause = self._pause(study, trial, system_attrs, configs, last, budget)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from pathlib import Path
 import random
@@ -14,6 +15,8 @@ import pytest
 from optuna_dyhpo import BestConfiguration
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import best_configuration
+from optuna_dyhpo import epochs_spent
+from optuna_dyhpo._budget import _Run
 from optuna_dyhpo._incumbent import BEST_KEY
 from optuna_dyhpo.visualization import plot_incumbent
 from tests.synthetic import make_objective
@@ -141,7 +144,9 @@ def test_progress_bar_shows_best_configuration() -> None:
     add_segment(study, Seg(0, [0.5, 0.4, 0.3], start=3, parent=0))
     assert best_configuration(study).value == 0.3
     bar = StopAfterEpochs(1000, show_progress_bar=True)
-    bar(study, study.trials[-1])
+    # As inside study.optimize (the bar is drawn for a running optimize call only).
+    run = _Run([bar], datetime.datetime.now(), show=True)
+    bar._progress(study, run, epochs_spent(study))
     try:
         assert bar._bar.postfix == "best value 0.3"
     finally:
