@@ -194,6 +194,8 @@ class StopAfterEpochs:
         self._run_start: datetime.datetime | None = None
         self._stopped = False
         self._empty = 0
+        # Epochs of finished trials, counted once (else every trial end parses them all).
+        self._finished: dict[tuple[int, int], int] = {}
         self._bar: Any = None
         self._logging = TqdmLogging()
         # This callback draws the bar Optuna declines to draw without n_trials/timeout.
@@ -201,10 +203,25 @@ class StopAfterEpochs:
             "ignore", message="Progress bar won't be displayed because n_trials and timeout"
         )
 
+    def _spent(self, study: optuna.Study, trials: list[FrozenTrial]) -> int:
+        """:func:`epochs_spent` of these trials."""
+        total = 0
+        for t in trials:
+            if t.state == TrialState.WAITING:
+                continue
+            if not t.state.is_finished():
+                total += trial_epochs(t)
+                continue
+            key = (study._study_id, t._trial_id)
+            if key not in self._finished:
+                self._finished[key] = trial_epochs(t)
+            total += self._finished[key]
+        return total
+
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         run = _current_run()
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        spent = _epochs(trials)
+        spent = self._spent(study, trials)
         if run is not None:
             self._progress(study, run, spent, trials)
         self._empty = 0 if trial_epochs(trial) else self._empty + 1

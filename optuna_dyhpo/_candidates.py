@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -20,7 +21,11 @@ def current_space(configs: Sequence[Configuration]) -> dict[str, BaseDistributio
     """Each parameter's distribution as the newest configuration that used it declared it
     (a widened or narrowed range takes effect at once)."""
     space: dict[str, BaseDistribution] = {}
-    for c in sorted(configs, key=lambda c: c.config_id, reverse=True):
+    ids = [c.config_id for c in configs]
+    newest_first = (
+        reversed(configs) if ids == sorted(ids) else sorted(configs, key=lambda c: -c.config_id)
+    )
+    for c in newest_first:
         for name, dist in c.distributions.items():
             space.setdefault(name, dist)
     return space
@@ -40,8 +45,60 @@ def params_fit(params: dict[str, Any], space: dict[str, BaseDistribution]) -> li
     return bad
 
 
+def best_per_length(paused: list[Configuration], limit: int, sign: float) -> list[Configuration]:
+    """At most ``limit`` paused configurations: the best of every curve length, then the
+    second best of every length, and so on (better ones first within a round); in
+    configuration order."""
+    if len(paused) <= limit:
+        return paused
+    import numpy as np
+
+    length = np.array([c.last_step for c in paused])
+    worse = -np.array([_goodness(c, sign) for c in paused])
+    ids = np.array([c.config_id for c in paused])
+    # Rank within each length (0: its best), then keep the lowest ranks, better ones first.
+    order = np.lexsort((ids, worse, length))
+    starts = np.searchsorted(length[order], length[order], side="left")
+    rank = np.empty(len(paused), dtype=np.int64)
+    rank[order] = np.arange(len(paused)) - starts
+    kept = np.lexsort((ids, worse, rank))[:limit]
+    return [paused[i] for i in kept[np.argsort(ids[kept])]]
+
+
+def _goodness(c: Configuration, sign: float) -> float:
+    """The last observed value, larger is better (a non-finite one is the worst)."""
+    v = sign * c.curve[-1]
+    return v if math.isfinite(v) else -math.inf
+
+
+Patterns = dict[frozenset[str], dict[str, set[Any]]]
+
+
+def update_patterns(
+    patterns: Patterns,
+    done: set[int],
+    encoder: SearchSpaceEncoder,
+    observed: Sequence[Configuration],
+) -> None:
+    """Add the parameter sets of the observed configurations not in ``done`` to
+    ``patterns`` (with the categorical choices seen with each); a configuration's parameters
+    never change, so each is read once."""
+    for c in observed:
+        if c.config_id in done:
+            continue
+        done.add(c.config_id)
+        seen = patterns.setdefault(frozenset(c.params), {})
+        for name, value in c.params.items():
+            if isinstance(encoder.distributions.get(name), CategoricalDistribution):
+                seen.setdefault(name, set()).add(value)
+
+
 def fresh_candidates(
-    encoder: SearchSpaceEncoder, observed: Sequence[Configuration], n: int, seed: int
+    encoder: SearchSpaceEncoder,
+    observed: Sequence[Configuration],
+    n: int,
+    seed: int,
+    patterns: Patterns | None = None,
 ) -> tuple[list[dict[str, Any]] | torch.Tensor, torch.Tensor]:
     """``n`` fresh candidates and their encodings.
 
@@ -56,6 +113,8 @@ def fresh_candidates(
         observed: The observed configurations (their parameter sets are the patterns).
         n: Number of candidates.
         seed: Seed of the Sobol sequence's scrambling.
+        patterns: The observed configurations' patterns, kept up to date by the caller with
+            :func:`update_patterns` (``None``: computed here).
 
     Returns:
         The candidates (a ``(n, n_params)`` unit-cube tensor in a flat space, else a list of
@@ -68,12 +127,9 @@ def fresh_candidates(
     else:
         sobol = torch.quasirandom.SobolEngine(encoder.n_params, scramble=True, seed=seed)
         u = sobol.draw(n, dtype=torch.float64)
-    patterns: dict[frozenset[str], dict[str, set[Any]]] = {}
-    for c in observed:
-        seen = patterns.setdefault(frozenset(c.params), {})
-        for name, value in c.params.items():
-            if isinstance(encoder.distributions.get(name), CategoricalDistribution):
-                seen.setdefault(name, set()).add(value)
+    if patterns is None:
+        patterns = {}
+        update_patterns(patterns, set(), encoder, observed)
     if len(patterns) <= 1:
         return u, encoder.encode_unit(u)
     seen_anywhere: dict[str, set[Any]] = {}

@@ -47,6 +47,9 @@ class EngineSettings:
             between it is conditioned on the new data with its learned parameters. With other
             workers' configurations pending, it is multiplied by the number of workers.
         max_rows: Most rows the GP conditions on (every configuration's newest rows first).
+        max_paused: Most paused configurations scored at a decision: the best ones at each
+            curve length first (the first, second, ... best of every length, better ones
+            first), so that a decision's cost does not grow with the study's history.
         promotion_probability: Probability that a decision first asks successive halving
             for a promotion (Syne Tune's DyHPO mixes in promotions with 0.25).
         eta: Reduction factor of the successive-halving rungs.
@@ -80,6 +83,7 @@ class EngineSettings:
     refit_every: int = 20
     refit_growth: float = 0.1
     max_rows: int = 500
+    max_paused: int = 512
     promotion_probability: float = 0.25
     eta: int = 3
     collapse_window: int = 10

@@ -21,9 +21,12 @@ import weakref
 import numpy as np
 from optuna.distributions import BaseDistribution
 
+from optuna_dyhpo._candidates import Patterns
+from optuna_dyhpo._candidates import best_per_length
 from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
 from optuna_dyhpo._candidates import params_fit
+from optuna_dyhpo._candidates import update_patterns
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._decision import EngineSettings
 from optuna_dyhpo._decision import EngineStats
@@ -54,8 +57,13 @@ class _ModelCache:
     fit_obs: int = 0
     scratch_next: bool = False
     last_scratch_obs: int = -1
+    fits: int = 0
     conditioned: Any = None
     x_by_config: dict[int, list[float]] = field(default_factory=dict)
+    valid: dict[int, bool] = field(default_factory=dict)
+    recency: dict[int, tuple[Any, list[int]]] = field(default_factory=dict)
+    patterns: Patterns = field(default_factory=dict)
+    patterned: set[int] = field(default_factory=set)
     fresh: tuple[Any, list[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
 
@@ -140,8 +148,13 @@ class DecisionEngine:
         if len(configs) < s.n_startup_configs or not observed:
             return Decision("fresh", None, None, 1, math.nan, "initial design")
         space = current_space(observed)
+        encoder = SearchSpaceEncoder(space)
+        cache = self.cache(
+            scope, study_id, tuple((k, repr(v)) for k, v in encoder.distributions.items())
+        )
         existing = [c for c in ordered if c.status == "paused" and 0 < c.last_step < s.max_budget]
-        existing = [c for c in existing if self._still_valid(c, space, scope, study_id)]
+        existing = [c for c in existing if self._still_valid(c, space, cache, scope, study_id)]
+        existing = best_per_length(existing, s.max_paused, 1.0 if maximize else -1.0)
         if running is not None:
             existing.append(configs[running])
         pending = [c for c in ordered if c.status == "running" and c.config_id != running]
@@ -165,7 +178,7 @@ class DecisionEngine:
             # and OpenMP's thread team costs milliseconds per operation on busy cores.
             with small_math():
                 decision = self._decide_with_model(
-                    modelled, existing, pending, space, sign, running, scope, study_id
+                    modelled, existing, pending, encoder, cache, sign, running
                 )
         except FitError as err:
             self.stats.failed_fits += 1
@@ -211,9 +224,18 @@ class DecisionEngine:
         return promotion(observed, existing, sign, s.max_budget, s.eta, running, floors)
 
     def _still_valid(
-        self, c: Configuration, space: dict[str, BaseDistribution], scope: Any, study_id: int
+        self,
+        c: Configuration,
+        space: dict[str, BaseDistribution],
+        cache: _ModelCache,
+        scope: Any,
+        study_id: int,
     ) -> bool:
+        # A configuration's parameters never change, and the cache belongs to one space.
+        if c.config_id in cache.valid:
+            return cache.valid[c.config_id]
         bad = params_fit(c.params, space)
+        cache.valid[c.config_id] = not bad
         if bad and (scope, study_id, c.config_id) not in self._warned:
             self._warned.add((scope, study_id, c.config_id))
             warn_once(
@@ -238,13 +260,12 @@ class DecisionEngine:
         self,
         cache: _ModelCache,
         table: CurveTable,
-        rows: SurrogateInputs,
-        targets: torch.Tensor,
+        lookahead: bool,
         n_pending: int,
         dim: int,
     ) -> None:
-        """Fit, refit or keep the surrogate for these observations (``rows`` and ``targets``
-        are ``table.training_rows(...)``)."""
+        """Fit, refit or keep the surrogate for the observations in ``table`` (its training
+        rows; only the rows a fit optimises on are built)."""
         from optuna_dyhpo._gp import Surrogate
 
         s = self.settings
@@ -263,7 +284,8 @@ class DecisionEngine:
         try:
             if cache.surrogate is None or cache.scratch_next or restart:
                 surrogate = Surrogate(dim, self.seed + 7919 * n_obs, s.surrogate)
-                surrogate.fit(rows, targets, warm_start=False)
+                surrogate.fit(*_fit_rows(surrogate, table, lookahead), warm_start=False)
+                cache.fits += 1
                 cache.surrogate, cache.scratch_next = surrogate, False
                 cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
                 self.stats.scratch_fits += 1
@@ -271,13 +293,16 @@ class DecisionEngine:
                 1 + n_pending
             ):
                 try:
-                    cache.surrogate.fit(rows, targets, warm_start=True)
+                    cache.surrogate.fit(
+                        *_fit_rows(cache.surrogate, table, lookahead), warm_start=True
+                    )
+                    cache.fits += 1
                     self.stats.warm_fits += 1
                 except FitError as err:
                     _logger.debug(f"Warm refit failed ({err}); fitting from scratch.")
                     cache.surrogate = None
                     cache.scratch_next = True
-                    return self._fit(cache, table, rows, targets, n_pending, dim)
+                    return self._fit(cache, table, lookahead, n_pending, dim)
                 cache.fit_obs = n_obs
         except FitError:
             cache.scratch_next = True
@@ -290,11 +315,10 @@ class DecisionEngine:
         observed: list[Configuration],
         existing: list[Configuration],
         pending: list[Configuration],
-        space: dict[str, BaseDistribution],
+        encoder: SearchSpaceEncoder,
+        cache: _ModelCache,
         sign: float,
         running: int | None,
-        scope: Any,
-        study_id: int,
     ) -> Decision:
         import torch
 
@@ -302,17 +326,13 @@ class DecisionEngine:
         from optuna_dyhpo._gp import log_expected_improvement
 
         s = self.settings
-        encoder = SearchSpaceEncoder(space)
-        encoder_key = tuple((k, repr(v)) for k, v in encoder.distributions.items())
-        cache = self.cache(scope, study_id, encoder_key)
         for c in observed:
             if c.config_id not in cache.x_by_config:
                 cache.x_by_config[c.config_id] = encoder.encode(c.params)
         x_cfg = torch.tensor(
             [cache.x_by_config[c.config_id] for c in observed], dtype=torch.float64
         ).reshape(len(observed), encoder.dim)
-        width = s.max_budget + 1
-        recency = [[t * width + b for b, t in enumerate(_owners(c), 1)] for c in observed]
+        recency = [_recency(c, s.max_budget + 1, cache) for c in observed]
         worst = min((sign * v for c in observed for v in c.curve), default=0.0)
         curves = [
             c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed
@@ -320,21 +340,20 @@ class DecisionEngine:
         table = CurveTable.build(x_cfg, curves, recency, sign, s.max_budget)
         n_obs = int(table.lengths.sum())
         lookahead = s.acquisition != "next-step"
-        all_rows, all_targets = table.training_rows(lookahead)
-        self._fit(cache, table, all_rows, all_targets, len(pending), encoder.dim)
+        self._fit(cache, table, lookahead, len(pending), encoder.dim)
         surrogate = cache.surrogate
         assert surrogate is not None
 
         row_of = {c.config_id: i for i, c in enumerate(observed)}
         data_key = (
             tuple((c.config_id, len(r)) for c, r in zip(observed, recency, strict=True)),
-            cache.fit_obs,
+            cache.fits,
         )
         pending_key = tuple((c.config_id, c.last_step) for c in pending)
         t0 = time.perf_counter()
         if cache.conditioned != (data_key, pending_key):
             keep = table.conditioning_subset(s.max_rows, lookahead)
-            rows, targets = all_rows.select(keep), all_targets[keep]
+            rows, targets = table.training_rows(lookahead, keep)
             surrogate.condition(rows, targets)
             if pending:
                 fantasy = table.next_step_rows(
@@ -347,7 +366,8 @@ class DecisionEngine:
 
         if cache.fresh is None or cache.fresh[0] != data_key[0]:
             seed = int(_uniform(self.seed, n_obs, len(observed)) * 2**31)
-            cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed)
+            update_patterns(cache.patterns, cache.patterned, encoder, observed)
+            cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed, cache.patterns)
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)
@@ -398,3 +418,22 @@ def _owners(c: Configuration) -> list[int]:
     if c.status == "diverged":
         owners = [*owners, c.trial_numbers[-1] if c.trial_numbers else c.config_id]
     return owners
+
+
+def _fit_rows(
+    surrogate: Surrogate, table: CurveTable, lookahead: bool
+) -> tuple[SurrogateInputs, torch.Tensor]:
+    """The training rows the surrogate's next fit optimises on (built alone: at 10,000
+    observations building all rows would cost more than the fit)."""
+    return table.training_rows(lookahead, surrogate.fit_rows(table.n_training_rows(lookahead)))
+
+
+def _recency(c: Configuration, width: int, cache: _ModelCache) -> list[int]:
+    """Arrival keys of a configuration's observations (its step's trial number, then the
+    step), kept while the configuration does not change."""
+    key = (c.last_step, len(c.step_trials), c.status, len(c.trial_numbers))
+    held = cache.recency.get(c.config_id)
+    if held is None or held[0] != key:
+        held = (key, [t * width + b for b, t in enumerate(_owners(c), 1)])
+        cache.recency[c.config_id] = held
+    return held[1]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+import functools
 import math
 
 import numpy as np
@@ -33,6 +34,7 @@ def rungs(max_budget: int, eta: int) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def bracket_floor(seed: int, config_id: int, max_budget: int, eta: int) -> int:
     """The budget a configuration trains before successive halving judges it.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
+import functools
 import math
 import time
 from typing import Any
@@ -122,9 +123,10 @@ class Segment:
         """Failed, but not by the objective: the worker died (heartbeat)."""
         return is_crashed(self.state, self.ended)
 
-    @property
+    @functools.cached_property
     def new_steps(self) -> list[int]:
-        """The steps this trial trained itself, ascending."""
+        """The steps this trial trained itself, ascending (computed once: a segment is a
+        snapshot of its trial)."""
         return sorted(s for s in self.values if s >= self.start)
 
     @property

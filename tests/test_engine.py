@@ -425,3 +425,21 @@ def test_stagnation_zero_turns_the_restart_rule_off() -> None:
         )
         engine.decide(configs, maximize=True)
     assert engine.stats.scratch_fits == 1
+
+
+def test_only_the_best_paused_configurations_of_each_length_are_scored() -> None:
+    from optuna_dyhpo._candidates import best_per_length
+
+    settings = EngineSettings(
+        20, n_candidates=8, promotion_probability=0, max_paused=6, acquisition="next-step"
+    )
+    configs = _many(40, 3)
+    for i in range(40, 60):  # shorter curves too
+        x = (i - 39.5) / 20
+        configs[i] = Configuration(
+            i, {"x": x}, _curve(x, 1), [i], "paused", dict(SPACE), step_trials=[i]
+        )
+    allowed = {c.config_id for c in best_per_length(list(configs.values()), 6, 1.0)}
+    for seed in range(3):
+        decision = DecisionEngine(settings, seed=seed).decide(configs, maximize=True)
+        assert decision.kind == "fresh" or decision.config_id in allowed

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
+import itertools
 import math
 
 import torch
@@ -131,6 +133,9 @@ class CurveTable:
     max_budget: int
     loc: float
     scale: float
+    _memo: dict[bool, tuple[torch.Tensor, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @staticmethod
     def build(
@@ -152,12 +157,17 @@ class CurveTable:
         n = len(curves)
         width = max((len(c) for c in curves), default=1)
         lengths = torch.tensor([len(c) for c in curves], dtype=torch.long)
+        valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        # One flat copy each (row-major order matches ``valid``'s): a Python loop per
+        # configuration costs tens of milliseconds once there are thousands of them.
         padded = torch.zeros((n, width), dtype=torch.float64)
         order = torch.zeros((n, width), dtype=torch.float64)
-        for i, (c, r) in enumerate(zip(curves, recency, strict=True)):
-            padded[i, : len(c)] = torch.as_tensor(list(c), dtype=torch.float64)
-            order[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.float64)
-        valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        flat_order = list(itertools.chain.from_iterable(recency))
+        if len(flat_order) != int(lengths.sum()):
+            raise ValueError("recency must hold one key per observed value")
+        flat = list(itertools.chain.from_iterable(curves))
+        padded[valid] = torch.tensor(flat, dtype=torch.float64)
+        order[valid] = torch.tensor(flat_order, dtype=torch.float64)
         loc, scale = normalise_targets(sign * padded[valid])
         normed = torch.where(valid, (sign * padded - loc) / scale, 0.0)
         return CurveTable(x.to(torch.float64), normed, lengths, order, max_budget, loc, scale)
@@ -193,8 +203,15 @@ class CurveTable:
         first ``k < b - 1`` steps (``k`` spread deterministically over ``0 .. b - 2``), so the
         surrogate learns to predict several steps ahead.
         """
+        if lookahead not in self._memo:
+            self._memo[lookahead] = self._compute_observations(lookahead)
+        return self._memo[lookahead]
+
+    def _compute_observations(self, lookahead: bool) -> tuple[torch.Tensor, ...]:
         cfg = torch.repeat_interleave(torch.arange(self.n), self.lengths)
-        budgets = torch.cat([torch.arange(1, int(k) + 1) for k in self.lengths])
+        first = torch.cumsum(self.lengths, 0) - self.lengths
+        starts = torch.repeat_interleave(first, self.lengths)
+        budgets = torch.arange(len(cfg)) - starts + 1
         order = torch.argsort(self.recency[cfg, budgets - 1], stable=True)
         cfg, budgets = cfg[order], budgets[order]
         seen = budgets - 1
@@ -213,14 +230,28 @@ class CurveTable:
             torch.cat([depth, depth[far] + 0.25]),
         )
 
-    def training_rows(self, lookahead: bool = False) -> tuple[SurrogateInputs, torch.Tensor]:
+    def n_training_rows(self, lookahead: bool = False) -> int:
+        """How many rows :meth:`training_rows` has."""
+        return len(self._observations(lookahead)[0])
+
+    def training_rows(
+        self, lookahead: bool = False, index: torch.Tensor | None = None
+    ) -> tuple[SurrogateInputs, torch.Tensor]:
         """Rows ``(config, b, curve[:k]) -> curve[b]``: one per observation with ``k = b - 1``
         (oldest first), then the look-ahead rows (see :meth:`_observations`).
+
+        Args:
+            lookahead: Add the look-ahead rows.
+            index: Build only these rows (indices into all of them): the fit and the
+                conditioning use capped subsets, so a decision's cost does not grow with the
+                number of observations.
 
         Returns:
             The rows and their targets.
         """
         cfg, budgets, seen, _ = self._observations(lookahead)
+        if index is not None:
+            cfg, budgets, seen = cfg[index], budgets[index], seen[index]
         return self._rows(cfg, budgets, seen), self.curves[cfg, budgets - 1]
 
     def last_improvement(self) -> int:

@@ -199,8 +199,12 @@ class Surrogate:
         model.likelihood.noise = 1e-2
         return model
 
-    def _fit_subset(self, inputs: SurrogateInputs) -> torch.Tensor:
-        n, cap = inputs.n, self.settings.max_fit_rows
+    def fit_rows(self, n: int) -> torch.Tensor:
+        """Indices of the rows (of ``n``, oldest first) the next :meth:`fit` optimises on:
+        all if at most ``max_fit_rows``, else the newest quarter of the cap and a seeded
+        subsample of the rest. A caller may build only these rows and pass them to
+        :meth:`fit`."""
+        cap = self.settings.max_fit_rows
         if n <= cap:
             return torch.arange(n)
         # Keep the newest quarter, subsample the rest reproducibly.
@@ -225,7 +229,7 @@ class Surrogate:
         """
         targets = targets.to(torch.float64)
         self._cache = None
-        idx = self._fit_subset(inputs)
+        idx = self.fit_rows(inputs.n)
         x_fit, y_fit = inputs.select(idx).pack(), targets[idx]
         previous = self._model
         previous_data = (
