@@ -22,8 +22,9 @@ def plot_learning_curves(
     """Plot every configuration's whole learning curve, across its paused and resumed trials.
 
     The ``top_k`` configurations with the best value (by ``study.direction``) get one line
-    (trace) each, named ``Configuration <id>`` and listed in the legend best first, coloured by
-    the configuration's best value (darker = better; the colour bar spans the highlighted
+    (trace) each, named ``Configuration <id>`` and listed in the legend best first under its
+    status (``paused``, ``running``, ``completed``, ...: a paused configuration is not a pruned
+    one, it may be resumed), coloured by the configuration's best value (darker = better; the colour bar spans the highlighted
     configurations' best values). Filled triangles mark the first epoch of each resumed trial,
     so one can see where the configuration was paused. Every other configuration is drawn thin
     and light grey in a single trace ``Other configurations`` without a legend entry, still
@@ -107,6 +108,7 @@ def plot_learning_curves(
         layout.showlegend = True
         layout.legend = {
             "title": {"text": f"Top {len(top)} of {len(configs)}" if others else "Best first"},
+            "traceorder": "grouped",
         }
 
     def hover(c: _utils.ConfigInfo, steps: list[int]) -> list[str]:
@@ -180,6 +182,8 @@ def plot_learning_curves(
                 mode="lines+markers",
                 name=f"Configuration {cid}",
                 legendrank=legend_rank,
+                legendgroup=c.status,
+                legendgrouptitle={"text": c.status.replace("_", " ")},
                 line={"color": line_color, "width": 2},
                 marker=marker,
                 text=hover(c, steps),

@@ -376,5 +376,8 @@ def test_plots_of_a_real_dyhpo_study(tmp_path: Path) -> None:
         trace = curves[f"Configuration {c.config_id}"]
         assert list(trace.y) == pytest.approx(c.curve)
         assert f"({c.status})" in trace.text[0]
+        # The legend lists each configuration under its status (paused is not pruned).
+        assert trace.legendgroup == c.status
+        assert trace.legendgrouptitle.text == c.status.replace("_", " ")
     best = list(_trace(plot_incumbent(study), "Best Value").y)
     assert best[-1] == pytest.approx(max(max(c.curve) for c in configs))
