@@ -121,7 +121,7 @@ class DyHPOPruner(BasePruner):
             )
         # Epochs spent as StopAfterEpochs counts them (every trial's own epochs); the
         # configurations from the sampler's incremental read.
-        spent = sum(len(s.new_steps) for s in sampler._reader.segments(study, foreign=True))
+        spent = sampler._epochs_spent(study)
         configs = sampler._configurations(study)
         self._summary(study, configs, spent)
         budget = budget_reached(study, spent)

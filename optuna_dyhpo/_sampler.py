@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo import _mistakes
+from optuna_dyhpo._budget import budget_reached
 from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
@@ -174,6 +175,7 @@ class DyHPOSampler(BaseSampler):
         # Liveness (``_liveness.py``): trials another worker finished while this one planned
         # them, and the sweep for trials whose worker died before their first heartbeat.
         self._lost: set[int] = set()
+        self._over_budget: set[int] = set()
         self._sweeper = SilentTrialSweeper()
         install_optimize_hooks()
         # Why each trial of this process started, for the pruner's one line per trial.
@@ -249,6 +251,11 @@ class DyHPOSampler(BaseSampler):
             raise optuna.TrialPruned(
                 f"Trial {trial.number} was finished by another worker while DyHPO planned it."
             )
+        if trial._trial_id in self._over_budget:
+            raise optuna.TrialPruned(
+                f"Trial {trial.number} started after the study's epoch budget was spent; it "
+                "trains nothing."
+            )
         if plan is not None:  # planned here: no storage read (trial.system_attrs is one)
             resumed = trial._trial_id in self._resumes
         else:
@@ -314,11 +321,16 @@ class DyHPOSampler(BaseSampler):
             # at its first suggestion and `study.optimize` goes on (`_liveness`).
             self._lost.add(trial._trial_id)
 
+    def _epochs_spent(self, study: optuna.Study) -> int:
+        """:func:`~optuna_dyhpo.epochs_spent`, from the incremental read."""
+        return sum(len(s.new_steps) for s in self._reader.segments(study, foreign=True))
+
     def _forget(self, trial_id: int) -> None:
         self._plans.pop(trial_id, None)
         self._resumes.discard(trial_id)
         self._random.pop(trial_id, None)
         self._lost.discard(trial_id)
+        self._over_budget.discard(trial_id)
         self._start_notes.pop(trial_id, None)
 
     def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -331,6 +343,15 @@ class DyHPOSampler(BaseSampler):
                 "(DyHPO resumes crashed configurations itself)."
             )
             del trial.system_attrs[SEGMENT_KEY]
+        if "fixed_params" not in trial.system_attrs:
+            # Another worker spent the budget while this one was between trials (or this
+            # optimize call was given a budget already spent): no decision, no epoch.
+            spent = self._epochs_spent(study)
+            budget = budget_reached(study, spent)
+            if budget is not None:
+                budget.stop(study, spent)
+                self._over_budget.add(trial._trial_id)
+                return
         if "fixed_params" in trial.system_attrs:
             decision = Decision(
                 "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"

@@ -87,6 +87,20 @@ def test_the_budget_is_spent_exactly_and_the_last_configuration_paused(
     assert epochs_spent(study) == budget + 4
 
 
+def test_a_trial_started_after_the_budget_is_spent_trains_nothing(tmp_path: Path) -> None:
+    study = make_study(6, tmp_path=tmp_path, n_candidates=32)
+    study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(12)])
+    n_trials = len(study.trials)
+    # Another optimize call whose budget this study has already spent (as a worker finds it
+    # when others spent the budget while it was between trials): one trial, no epoch.
+    study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(12)])
+    assert epochs_spent(study) == 12
+    assert len(study.trials) == n_trials + 1
+    extra = study.trials[-1]
+    assert extra.state == TrialState.PRUNED and not extra.intermediate_values
+    assert all(c.last_step >= 1 for c in get_configurations(study))
+
+
 def test_a_real_race_spends_the_budget_exactly(tmp_path: Path) -> None:
     study = make_study(6, tmp_path=tmp_path, n_candidates=32)
     study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(23)])

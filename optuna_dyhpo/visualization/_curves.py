@@ -24,12 +24,12 @@ def plot_learning_curves(
     The ``top_k`` configurations with the best value (by ``study.direction``) get one line
     (trace) each, named ``Configuration <id>`` and listed in the legend best first under its
     status (``paused``, ``running``, ``completed``, ...: a paused configuration is not a pruned
-    one, it may be resumed), coloured by the configuration's best value (darker = better; the colour bar spans the highlighted
-    configurations' best values). Filled triangles mark the first epoch of each resumed trial,
-    so one can see where the configuration was paused. Every other configuration is drawn thin
-    and light grey in a single trace ``Other configurations`` without a legend entry, still
-    hoverable. Hover over a point for the configuration, its rank, the trial that ran that
-    epoch, the value and the parameters.
+    one, it may be resumed), coloured by the configuration's best value (darker = better; the
+    colour bar spans the highlighted configurations' best values). Filled triangles mark the
+    first epoch of each resumed trial, so one can see where the configuration was paused. Every
+    other configuration is drawn thin and light grey in a single trace ``Other configurations``
+    without a legend entry, still hoverable. Hover over a point for the configuration, its
+    rank, the trial that ran that epoch, the value and the parameters.
 
     The y axis leaves out the worst ``clip_quantile`` of the finite values (e.g. a few diverging
     runs), never the best one, and a note above the plot counts the values left out; the full
