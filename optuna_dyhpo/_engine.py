@@ -431,7 +431,7 @@ def _fit_rows(
 def _recency(c: Configuration, width: int, cache: _ModelCache) -> list[int]:
     """Arrival keys of a configuration's observations (its step's trial number, then the
     step), kept while the configuration does not change."""
-    key = (c.last_step, len(c.step_trials), c.status, len(c.trial_numbers))
+    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
     held = cache.recency.get(c.config_id)
     if held is None or held[0] != key:
         held = (key, [t * width + b for b, t in enumerate(_owners(c), 1)])
