@@ -86,6 +86,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_INTERVAL = 1
 GRACE_PERIOD = 3
+# Every worker must exit within this many seconds of the budget being spent.
+EXIT_LIMIT = 30
 
 
 # --------------------------------------------------------------------------- storage
@@ -440,6 +442,7 @@ def run_stress(
         deadline = time.perf_counter() + limit
         while pool.alive() and time.perf_counter() < deadline:
             time.sleep(0.2)
+        exit_seconds = time.perf_counter() - t0 - budget_seconds
         stragglers = pool.alive()
         straggler_logs = pool.dump_stacks(stragglers)
         pool.stop_all()
@@ -466,6 +469,8 @@ def run_stress(
             "kill_log": kills,
             "wall_seconds": round(wall, 2),
             "seconds_to_budget": round(budget_seconds, 2),
+            # From the budget being spent to the last worker's exit (or the drain timeout).
+            "seconds_to_exit": round(exit_seconds, 2),
             "epochs": epochs,
             "trials": len(trials),
             "decisions": len(trials) + epochs,
@@ -531,6 +536,11 @@ def _run_cli(args: argparse.Namespace) -> int:
         violations.append(f"(g) trials run by two workers at once: {figures['duplicate_runs']}")
     if figures["orphans"]:
         violations.append(f"(h) trials RUNNING after the run: {figures['orphans']}")
+    if figures["seconds_to_exit"] > EXIT_LIMIT:
+        violations.append(
+            f"(i) workers still running {figures['seconds_to_exit']:.0f} s after the budget was "
+            f"spent (limit {EXIT_LIMIT} s)"
+        )
     figures["violations"] = violations
     hidden = ("kill_log", "worker_warnings", "straggler_logs")
     shown = {k: v for k, v in figures.items() if k not in hidden}
