@@ -12,9 +12,11 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_dyhpo._state import BUDGET_SPENT
 from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
+from optuna_dyhpo._state import SETTLED_STATES
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._state import parse_trial
@@ -128,12 +130,19 @@ def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
             errors.append(f"(b) trial {t.number} is still {t.state.name}")
         status = t.user_attrs.get(USER_STATUS)
-        if t.state == TrialState.FAIL and status is not None:
+        # FAIL with the status of a finished objective: killed after DyHPO's after_trial and
+        # before Optuna stored the state (a kill too; DyHPO counts it as that status).
+        if t.state == TrialState.FAIL and status is not None and status not in SETTLED_STATES:
             errors.append(f"(e) trial {t.number} FAILED with dyhpo_status={status!r} (not a kill)")
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.number in segs:
             if status is None:
                 errors.append(f"(e) finished trial {t.number} ({t.state.name}) has no status")
-        if t.state.is_finished() and t.number not in segs and t.state != TrialState.FAIL:
+        if (
+            t.state.is_finished()
+            and t.number not in segs
+            and t.state != TrialState.FAIL
+            and status != BUDGET_SPENT
+        ):
             errors.append(f"trial {t.number} ({t.state.name}) was not started by DyHPO")
 
     # (a) at most one live continuation per trial.
@@ -180,7 +189,8 @@ def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -
             if pt is None or p not in segs or int(segs[p]["config"]) != cid:
                 errors.append(f"(c) trial {n} continues {p}, not a trial of configuration {cid}")
                 continue
-            if _crashed(pt) or pt.state != TrialState.PRUNED:
+            settled = SETTLED_STATES.get(pt.user_attrs.get(USER_STATUS, ""), pt.state)
+            if _crashed(pt) or TrialState.PRUNED not in (pt.state, settled):
                 errors.append(f"(c) trial {n} continues trial {p} in state {pt.state.name}")
             p_steps = sorted(pt.intermediate_values)
             if p_steps != list(range(1, len(p_steps) + 1)):

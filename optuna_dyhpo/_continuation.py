@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import optuna
@@ -10,6 +11,7 @@ from optuna.trial import TrialState
 
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import CLAIM_MARK
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CONFIG
 from optuna_dyhpo._state import USER_PARENT
@@ -24,6 +26,21 @@ if TYPE_CHECKING:
     from optuna_dyhpo._sampler import DyHPOSampler
 
 _logger = get_logger("sampler")
+
+
+class _HideClaimStudies(logging.Filter):
+    """Drops Optuna's "A new study created ..." line for DyHPO's transient claim studies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return CLAIM_MARK not in record.getMessage()
+
+
+for _name in (
+    "optuna.storages._in_memory",
+    "optuna.storages._rdb.storage",
+    "optuna.storages.journal._storage",
+):
+    logging.getLogger(_name).addFilter(_HideClaimStudies())
 
 
 def claim_continuation(

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import logging
 import math
 import os
 import threading
@@ -33,7 +32,7 @@ from optuna_dyhpo._liveness import first_heartbeat
 from optuna_dyhpo._liveness import install_optimize_hooks
 from optuna_dyhpo._liveness import prepare_storage
 from optuna_dyhpo._logging import get_logger
-from optuna_dyhpo._state import CLAIM_MARK
+from optuna_dyhpo._state import BUDGET_SPENT
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CONFIG
@@ -51,21 +50,6 @@ if TYPE_CHECKING:
 
 
 _logger = get_logger("sampler")
-
-
-class _HideClaimStudies(logging.Filter):
-    """Drops Optuna's "A new study created ..." line for DyHPO's transient claim studies."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return CLAIM_MARK not in record.getMessage()
-
-
-for _name in (
-    "optuna.storages._in_memory",
-    "optuna.storages._rdb.storage",
-    "optuna.storages.journal._storage",
-):
-    logging.getLogger(_name).addFilter(_HideClaimStudies())
 
 
 class DyHPOSampler(BaseSampler):
@@ -321,6 +305,19 @@ class DyHPOSampler(BaseSampler):
             # at its first suggestion and `study.optimize` goes on (`_liveness`).
             self._lost.add(trial._trial_id)
 
+    def _budget_spent(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether this ``study.optimize``'s budget is already spent (another worker spent it
+        while this one was between trials, or the call was given a budget the study has
+        spent); if so the study stops and the trial trains nothing."""
+        spent = self._epochs_spent(study)
+        budget = budget_reached(study, spent)
+        if budget is None:
+            return False
+        budget.stop(study, spent)
+        self._over_budget.add(trial._trial_id)
+        study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, BUDGET_SPENT)
+        return True
+
     def _epochs_spent(self, study: optuna.Study) -> int:
         """:func:`~optuna_dyhpo.epochs_spent`, from the incremental read."""
         return sum(len(s.new_steps) for s in self._reader.segments(study, foreign=True))
@@ -343,15 +340,8 @@ class DyHPOSampler(BaseSampler):
                 "(DyHPO resumes crashed configurations itself)."
             )
             del trial.system_attrs[SEGMENT_KEY]
-        if "fixed_params" not in trial.system_attrs:
-            # Another worker spent the budget while this one was between trials (or this
-            # optimize call was given a budget already spent): no decision, no epoch.
-            spent = self._epochs_spent(study)
-            budget = budget_reached(study, spent)
-            if budget is not None:
-                budget.stop(study, spent)
-                self._over_budget.add(trial._trial_id)
-                return
+        if "fixed_params" not in trial.system_attrs and self._budget_spent(study, trial):
+            return
         if "fixed_params" in trial.system_attrs:
             decision = Decision(
                 "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
@@ -360,6 +350,8 @@ class DyHPOSampler(BaseSampler):
             for _ in range(3):
                 configs = self._configurations(study)
                 decision = self._decide(study, configs, running=None)
+                if self._budget_spent(study, trial):  # spent by others during a slow decision
+                    return
                 if decision.kind != "resume":
                     break
                 assert decision.config_id is not None

@@ -75,14 +75,26 @@ def finished_status(
     return "stopped"
 
 
-def is_crashed(state: TrialState, status: str | None) -> bool:
-    """A FAIL trial that the objective did not fail (its worker died).
+# What ``after_trial`` writes for an objective that ended normally, and the state Optuna was
+# about to store. A FAIL trial with one of these died after ``after_trial`` (killed, or failed
+# as stale, before Optuna stored its state): its objective had finished (a paused one had saved
+# its checkpoint), so it counts as what it says.
+SETTLED_STATES = {
+    "paused": TrialState.PRUNED,
+    "stopped": TrialState.PRUNED,
+    "diverged": TrialState.PRUNED,
+    "completed": TrialState.COMPLETE,
+    "finished_early": TrialState.COMPLETE,
+}
+# A trial that started after the study's epoch budget was spent: no configuration, no epoch.
+BUDGET_SPENT = "budget_spent"
 
-    A worker can also die after ``after_trial`` wrote the status and before Optuna stored the
-    trial's state, so only ``"failed"`` (written for an objective's exception) means a real
-    failure.
-    """
-    return state == TrialState.FAIL and status != "failed"
+
+def is_crashed(state: TrialState, status: str | None) -> bool:
+    """A FAIL trial that the objective did not fail (its worker died before its objective
+    ended): neither ``"failed"`` (written for an objective's exception) nor a status of an
+    objective that ended normally (see ``SETTLED_STATES``)."""
+    return state == TrialState.FAIL and status != "failed" and status not in SETTLED_STATES
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,13 @@ class Segment:
     def crashed(self) -> bool:
         """Failed, but not by the objective: the worker died (heartbeat)."""
         return is_crashed(self.state, self.ended)
+
+    @property
+    def settled_state(self) -> TrialState:
+        """The state the trial ended with as its worker saw it (see ``SETTLED_STATES``)."""
+        if self.state == TrialState.FAIL and self.ended in SETTLED_STATES:
+            return SETTLED_STATES[self.ended]
+        return self.state
 
     @functools.cached_property
     def new_steps(self) -> list[int]:
@@ -232,16 +251,17 @@ class Configuration:
 
 
 def _config_status(latest: Segment, last_step: int, diverged: bool, max_budget: int | None) -> str:
-    if latest.state == TrialState.RUNNING:
+    state = latest.settled_state
+    if state == TrialState.RUNNING:
         return "running"
-    if latest.state == TrialState.WAITING:
+    if state == TrialState.WAITING:
         return "waiting"
     if diverged:
         return "diverged"
-    if latest.state == TrialState.PRUNED:
+    if state == TrialState.PRUNED:
         paused = latest.paused_at is not None and latest.paused_at == last_step
         return "paused" if paused and (max_budget is None or last_step < max_budget) else "stopped"
-    if latest.state != TrialState.COMPLETE:
+    if state != TrialState.COMPLETE:
         return "failed"
     early = max_budget is not None and last_step < max_budget
     return "finished_early" if early else "completed"

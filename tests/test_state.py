@@ -60,15 +60,21 @@ def test_crashed_continuation_leaves_the_configuration_paused_at_its_checkpoint(
     assert c.last_trial_id == 0  # resumed from trial 0's checkpoint
 
 
-def test_killed_between_status_and_state_write_is_a_crash() -> None:
+def test_killed_between_status_and_state_write_counts_as_its_status() -> None:
     """Optuna calls after_trial (which writes the status) before storing the state: a worker
-    dying in between leaves FAIL with status "paused". That is a crash, not a failure."""
+    dying in between leaves FAIL with status "paused". Its objective had ended (and saved its
+    checkpoint): the configuration is paused there, also when it was the first trial."""
     trials = [
         _trial(0, TrialState.PRUNED, 0, 1, None, {1: 0.1}, "paused", paused_at=1),
         _trial(1, TrialState.FAIL, 0, 2, 0, {1: 0.1, 2: 0.2}, "paused", paused_at=2),
+        _trial(2, TrialState.FAIL, 2, 1, None, {1: 0.3}, "paused", paused_at=1),
+        _trial(3, TrialState.FAIL, 3, 1, None, {b: b / 10 for b in range(1, 11)}, "completed"),
     ]
-    c = _configurations(trials, max_budget=10)[0]
-    assert c.status == "paused" and c.curve == [0.1] and c.last_trial_id == 0
+    configs = _configurations(trials, max_budget=10)
+    c = configs[0]
+    assert c.status == "paused" and c.curve == [0.1, 0.2] and c.last_trial_id == 1
+    assert configs[2].status == "paused" and configs[2].curve == [0.3]
+    assert configs[3].status == "completed"
 
 
 def test_failed_in_the_objective_is_final_and_crashed_root_is_not_resumable() -> None:

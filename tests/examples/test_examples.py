@@ -111,3 +111,15 @@ def dashboard_json(storage: str, path: str) -> Any:
     body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
     assert status and status[0].startswith("200"), status
     return json.loads(body)
+
+
+def test_logs_smoke() -> None:
+    out = run_example("logs.py")
+    err = out.stderr.replace("\r", "\n")
+    # The bar ends at the budget; one INFO line per trial at most, plus the study's
+    # creation and the stop.
+    assert "20/20" in err
+    info = [line for line in err.splitlines() if line.startswith("[I ")]
+    assert any("Spent 20 of 20 epochs" in line for line in info)
+    trials = [line for line in info if re.search(r"Trial \d+", line)]
+    assert 0 < len(trials) <= 20
