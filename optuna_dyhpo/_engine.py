@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from optuna_dyhpo._gp import CurveTable
     from optuna_dyhpo._gp import Surrogate
     from optuna_dyhpo._gp import SurrogateInputs
+    from optuna_dyhpo._shared_model import SharedModels
 
 
 _logger = get_logger("engine")
@@ -58,6 +59,7 @@ class _ModelCache:
     x_by_config: dict[int, list[float]] = field(default_factory=dict)
     fresh: tuple[Any, list[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
+    encoder_key: Any = None
 
 
 class _Scope:
@@ -88,6 +90,9 @@ class DecisionEngine:
             weakref.WeakKeyDictionary()
         )
         self._warned: set[Any] = set()
+        # The study's published model, set by the caller around one decision (the engine
+        # itself never touches storage; see ``_shared_model``).
+        self.models: SharedModels | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -106,7 +111,7 @@ class DecisionEngine:
             # Only the current encoding of a study is worth keeping.
             for old in [k for k in per_scope if k[0] == study_id]:
                 del per_scope[old]
-            per_scope[key] = _ModelCache()
+            per_scope[key] = _ModelCache(encoder_key=encoder_key)
         return per_scope[key]
 
     # ------------------------------------------------------------------ decide
@@ -259,6 +264,14 @@ class DecisionEngine:
             and n_obs - 1 - improved_at >= patience
             and cache.last_scratch_obs < improved_at + patience
         )
+        grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
+        # About to fit: another process may have published a fit on more observations.
+        if (cache.surrogate is None or restart or n_obs - cache.fit_obs >= grow) and (
+            self.models is not None and self.models.adopt(cache, n_obs, dim)
+        ):
+            self.stats.adopted_models += 1
+            restart = restart and cache.last_scratch_obs < improved_at + patience
+        fits = self.stats.scratch_fits + self.stats.warm_fits
         t0 = time.perf_counter()
         try:
             if cache.surrogate is None or cache.scratch_next or restart:
@@ -284,6 +297,8 @@ class DecisionEngine:
             raise
         finally:
             self.stats.fit_seconds += time.perf_counter() - t0
+        if self.models is not None and self.stats.scratch_fits + self.stats.warm_fits > fits:
+            self.models.publish(cache, dim)
 
     def _decide_with_model(
         self,
