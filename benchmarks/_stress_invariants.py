@@ -17,6 +17,7 @@ from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._state import is_crashed
 from optuna_dyhpo._state import parse_trial
 
 WORKER_ATTR = "stress_worker"
@@ -31,7 +32,10 @@ def _segment(t: FrozenTrial) -> dict[str, Any] | None:
 
 
 def _crashed(t: FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and USER_STATUS not in t.user_attrs
+    # As DyHPO reads it: a worker killed after ``after_trial`` wrote the status and before
+    # Optuna stored the state leaves a FAIL trial with a status other than "failed".
+    status = t.user_attrs.get(USER_STATUS)
+    return is_crashed(t.state, status if isinstance(status, str) else None)
 
 
 def recovery_figures(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -91,7 +95,8 @@ def check_invariants(
     parents, a continuation starts right after its parent's last step and carries the
     parent's values unchanged, the latest live segment holds exactly steps ``1..k``, and all
     segments share the root's parameters; (d) no step beyond ``max_budget``; (e) every FAIL
-    is a crash (no ``dyhpo_status``), and finished non-FAIL segments carry a status; (f) with
+    is a crash (no ``dyhpo_status``, or one written just before the kill: not ``"failed"``),
+    and finished non-FAIL segments carry a status; (f) with
     ``require_recovery``, at least one crashed continuation was resumed afterwards by another
     worker.
 
@@ -128,7 +133,7 @@ def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -
         if t.state in (TrialState.RUNNING, TrialState.WAITING):
             errors.append(f"(b) trial {t.number} is still {t.state.name}")
         status = t.user_attrs.get(USER_STATUS)
-        if t.state == TrialState.FAIL and status is not None:
+        if t.state == TrialState.FAIL and not _crashed(t):
             errors.append(f"(e) trial {t.number} FAILED with dyhpo_status={status!r} (not a kill)")
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.number in segs:
             if status is None:
