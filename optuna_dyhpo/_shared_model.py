@@ -211,7 +211,11 @@ class SharedModels:
         """
         if cache.scratch_next:
             return False
-        raw = self._read()
+        try:
+            raw = self._read()
+        except Exception as err:  # sharing is an optimisation: a decision never fails on it
+            _logger.debug(f"Could not read the published model ({type(err).__name__}: {err}).")
+            return False
         if raw is None:
             return False
         try:

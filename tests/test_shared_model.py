@@ -201,14 +201,18 @@ def test_a_corrupt_or_foreign_published_model_is_ignored(
         assert "Ignoring the study's published model" in caplog.text
 
 
-def test_a_failed_publish_does_not_break_the_decision() -> None:
+def test_a_failed_read_or_write_does_not_break_the_decision() -> None:
     engine = _engine()
+
+    def read() -> Any:
+        raise RuntimeError("database is locked")
 
     def write(value: dict[str, Any]) -> None:
         raise RuntimeError("storage is read-only")
 
-    engine.models = SharedModels(engine.settings, lambda: None, write)
+    engine.models = SharedModels(engine.settings, read, write)
     assert engine.decide(_configs(12, 4), maximize=True).reason == "ei"
+    assert engine.stats.scratch_fits == 1
 
 
 def _storage(kind: str, tmp_path: Path) -> BaseStorage | str | None:
