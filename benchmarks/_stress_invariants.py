@@ -19,6 +19,7 @@ from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import SETTLED_STATES
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import build_configurations
+from optuna_dyhpo._state import is_crashed
 from optuna_dyhpo._state import parse_trial
 
 WORKER_ATTR = "stress_worker"
@@ -33,7 +34,10 @@ def _segment(t: FrozenTrial) -> dict[str, Any] | None:
 
 
 def _crashed(t: FrozenTrial) -> bool:
-    return t.state == TrialState.FAIL and USER_STATUS not in t.user_attrs
+    # As DyHPO reads it: a worker killed after ``after_trial`` wrote the status and before
+    # Optuna stored the state leaves a FAIL trial with a status other than "failed".
+    status = t.user_attrs.get(USER_STATUS)
+    return is_crashed(t.state, status if isinstance(status, str) else None)
 
 
 def recovery_figures(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -93,7 +97,8 @@ def check_invariants(
     parents, a continuation starts right after its parent's last step and carries the
     parent's values unchanged, the latest live segment holds exactly steps ``1..k``, and all
     segments share the root's parameters; (d) no step beyond ``max_budget``; (e) every FAIL
-    is a crash (no ``dyhpo_status``), and finished non-FAIL segments carry a status; (f) with
+    is a crash (no ``dyhpo_status``, or one written just before the kill: not ``"failed"``),
+    and finished non-FAIL segments carry a status; (f) with
     ``require_recovery``, at least one crashed continuation was resumed afterwards by another
     worker.
 

@@ -103,6 +103,7 @@ class EngineStats:
     scratch_fits: int = 0
     warm_fits: int = 0
     failed_fits: int = 0
+    adopted_models: int = 0
     promotions: int = 0
     fit_seconds: float = 0.0
     predict_seconds: float = 0.0

@@ -9,8 +9,6 @@ touches storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from dataclasses import field
 import math
 import time
 from typing import TYPE_CHECKING
@@ -21,7 +19,6 @@ import weakref
 import numpy as np
 from optuna.distributions import BaseDistribution
 
-from optuna_dyhpo._candidates import Patterns
 from optuna_dyhpo._candidates import best_per_length
 from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
@@ -31,6 +28,9 @@ from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._decision import EngineSettings
 from optuna_dyhpo._decision import EngineStats
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._model_cache import ModelCache
+from optuna_dyhpo._model_cache import arrival_keys
+from optuna_dyhpo._model_cache import fit_rows
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
 from optuna_dyhpo._search_space import SearchSpaceEncoder
@@ -39,33 +39,11 @@ from optuna_dyhpo._warnings import FitError
 from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
-    import torch
-
     from optuna_dyhpo._gp import CurveTable
-    from optuna_dyhpo._gp import Surrogate
-    from optuna_dyhpo._gp import SurrogateInputs
+    from optuna_dyhpo._shared_model import SharedModels
 
 
 _logger = get_logger("engine")
-
-
-@dataclass
-class _ModelCache:
-    """The surrogate of one (storage, study, encoding) and what was computed with it."""
-
-    surrogate: Surrogate | None = None
-    fit_obs: int = 0
-    scratch_next: bool = False
-    last_scratch_obs: int = -1
-    fits: int = 0
-    conditioned: Any = None
-    x_by_config: dict[int, list[float]] = field(default_factory=dict)
-    valid: dict[int, bool] = field(default_factory=dict)
-    recency: dict[int, tuple[Any, list[int]]] = field(default_factory=dict)
-    patterns: Patterns = field(default_factory=dict)
-    patterned: set[int] = field(default_factory=set)
-    fresh: tuple[Any, list[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
-    fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
 
 
 class _Scope:
@@ -92,10 +70,13 @@ class DecisionEngine:
         self.settings = settings
         self.seed = seed
         self.stats = EngineStats()
-        self._caches: weakref.WeakKeyDictionary[Any, dict[Any, _ModelCache]] = (
+        self._caches: weakref.WeakKeyDictionary[Any, dict[Any, ModelCache]] = (
             weakref.WeakKeyDictionary()
         )
         self._warned: set[Any] = set()
+        # The study's published model, set by the caller around one decision (the engine
+        # itself never touches storage; see ``_shared_model``).
+        self.models: SharedModels | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -106,7 +87,7 @@ class DecisionEngine:
         self.__dict__.update(state)
         self._caches = weakref.WeakKeyDictionary()
 
-    def cache(self, scope: Any, study_id: int, encoder_key: Any) -> _ModelCache:
+    def cache(self, scope: Any, study_id: int, encoder_key: Any) -> ModelCache:
         """The model cache of (storage ``scope``, study, encoding)."""
         per_scope = self._caches.setdefault(_NO_SCOPE if scope is None else scope, {})
         key = (study_id, encoder_key)
@@ -114,7 +95,7 @@ class DecisionEngine:
             # Only the current encoding of a study is worth keeping.
             for old in [k for k in per_scope if k[0] == study_id]:
                 del per_scope[old]
-            per_scope[key] = _ModelCache()
+            per_scope[key] = ModelCache(encoder_key=encoder_key)
         return per_scope[key]
 
     # ------------------------------------------------------------------ decide
@@ -227,7 +208,7 @@ class DecisionEngine:
         self,
         c: Configuration,
         space: dict[str, BaseDistribution],
-        cache: _ModelCache,
+        cache: ModelCache,
         scope: Any,
         study_id: int,
     ) -> bool:
@@ -258,7 +239,7 @@ class DecisionEngine:
     # ------------------------------------------------------------------ model
     def _fit(
         self,
-        cache: _ModelCache,
+        cache: ModelCache,
         table: CurveTable,
         lookahead: bool,
         n_pending: int,
@@ -280,11 +261,19 @@ class DecisionEngine:
             and n_obs - 1 - improved_at >= patience
             and cache.last_scratch_obs < improved_at + patience
         )
+        grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
+        # About to fit: another process may have published a fit on more observations.
+        if (cache.surrogate is None or restart or n_obs - cache.fit_obs >= grow) and (
+            self.models is not None and self.models.adopt(cache, n_obs, dim)
+        ):
+            self.stats.adopted_models += 1
+            restart = restart and cache.last_scratch_obs < improved_at + patience
+        fits = self.stats.scratch_fits + self.stats.warm_fits
         t0 = time.perf_counter()
         try:
             if cache.surrogate is None or cache.scratch_next or restart:
                 surrogate = Surrogate(dim, self.seed + 7919 * n_obs, s.surrogate)
-                surrogate.fit(*_fit_rows(surrogate, table, lookahead), warm_start=False)
+                surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
                 cache.fits += 1
                 cache.surrogate, cache.scratch_next = surrogate, False
                 cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
@@ -294,7 +283,7 @@ class DecisionEngine:
             ):
                 try:
                     cache.surrogate.fit(
-                        *_fit_rows(cache.surrogate, table, lookahead), warm_start=True
+                        *fit_rows(cache.surrogate, table, lookahead), warm_start=True
                     )
                     cache.fits += 1
                     self.stats.warm_fits += 1
@@ -309,6 +298,8 @@ class DecisionEngine:
             raise
         finally:
             self.stats.fit_seconds += time.perf_counter() - t0
+        if self.models is not None and self.stats.scratch_fits + self.stats.warm_fits > fits:
+            self.models.publish(cache, dim)
 
     def _decide_with_model(
         self,
@@ -316,7 +307,7 @@ class DecisionEngine:
         existing: list[Configuration],
         pending: list[Configuration],
         encoder: SearchSpaceEncoder,
-        cache: _ModelCache,
+        cache: ModelCache,
         sign: float,
         running: int | None,
     ) -> Decision:
@@ -332,7 +323,7 @@ class DecisionEngine:
         x_cfg = torch.tensor(
             [cache.x_by_config[c.config_id] for c in observed], dtype=torch.float64
         ).reshape(len(observed), encoder.dim)
-        recency = [_recency(c, s.max_budget + 1, cache) for c in observed]
+        recency = [arrival_keys(c, s.max_budget + 1, cache) for c in observed]
         worst = min((sign * v for c in observed for v in c.curve), default=0.0)
         curves = [
             c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed
@@ -409,31 +400,3 @@ class DecisionEngine:
         row = fresh_params[best - len(existing)]
         params = dict(row) if isinstance(row, dict) else encoder.decode(row.tolist())
         return Decision("fresh", None, params, 1, score, "ei")
-
-
-def _owners(c: Configuration) -> list[int]:
-    """The trial that trained each step the model sees (the configuration id where unknown;
-    a diverged configuration's last trial for its non-finite step)."""
-    owners = c.step_trials if len(c.step_trials) == c.last_step else [c.config_id] * c.last_step
-    if c.status == "diverged":
-        owners = [*owners, c.trial_numbers[-1] if c.trial_numbers else c.config_id]
-    return owners
-
-
-def _fit_rows(
-    surrogate: Surrogate, table: CurveTable, lookahead: bool
-) -> tuple[SurrogateInputs, torch.Tensor]:
-    """The training rows the surrogate's next fit optimises on (built alone: at 10,000
-    observations building all rows would cost more than the fit)."""
-    return table.training_rows(lookahead, surrogate.fit_rows(table.n_training_rows(lookahead)))
-
-
-def _recency(c: Configuration, width: int, cache: _ModelCache) -> list[int]:
-    """Arrival keys of a configuration's observations (its step's trial number, then the
-    step), kept while the configuration does not change."""
-    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
-    held = cache.recency.get(c.config_id)
-    if held is None or held[0] != key:
-        held = (key, [t * width + b for b, t in enumerate(_owners(c), 1)])
-        cache.recency[c.config_id] = held
-    return held[1]

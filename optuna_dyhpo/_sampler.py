@@ -32,6 +32,7 @@ from optuna_dyhpo._liveness import first_heartbeat
 from optuna_dyhpo._liveness import install_optimize_hooks
 from optuna_dyhpo._liveness import prepare_storage
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._shared_model import SharedModels
 from optuna_dyhpo._state import BUDGET_SPENT
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
@@ -41,6 +42,7 @@ from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._study_io import StudyReader
+from optuna_dyhpo._study_io import model_attribute
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
 from optuna_dyhpo._warnings import warn_once
@@ -203,9 +205,15 @@ class DyHPOSampler(BaseSampler):
     ) -> Decision:
         maximize = study.direction == StudyDirection.MAXIMIZE
         with self._lock:  # one engine per sampler; threads (n_jobs > 1) take turns
-            return self._engine.decide(
-                configs, maximize, running, scope=study._storage, study_id=study._study_id
-            )
+            # The model other processes fitted (read only when this one is about to fit).
+            read, write = model_attribute(study._storage, study._study_id)
+            self._engine.models = SharedModels(self._engine.settings, read, write)
+            try:
+                return self._engine.decide(
+                    configs, maximize, running, scope=study._storage, study_id=study._study_id
+                )
+            finally:
+                self._engine.models = None
 
     # ------------------------------------------------------------------ BaseSampler
     def infer_relative_search_space(

@@ -38,6 +38,8 @@ CLAIM_MARK = ":dyhpo-claim:"
 # of a trial numbered below this was removed" (remove_all_checkpoints).
 REMOVED_CHECKPOINT_PREFIX = "dyhpo:removed_checkpoint:"
 ALL_CHECKPOINTS_REMOVED_KEY = "dyhpo:checkpoints_removed_below"
+# Study attribute: the latest fitted surrogate, shared between processes (``_shared_model``).
+MODEL_KEY = "dyhpo:model"
 
 USER_CONFIG = "dyhpo_config"
 USER_PARENT = "dyhpo_continues_trial"

@@ -10,6 +10,7 @@ storage work in proportion to the new and running trials, not to the history.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import MODEL_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
@@ -185,6 +187,24 @@ class StudyReader:
                 **sc.children.get(parent_number, {}),
                 **sc.open_children.get(parent_number, {}),
             }
+
+
+def model_attribute(
+    storage: BaseStorage, study_id: int
+) -> tuple[Callable[[], Any], Callable[[dict[str, Any]], None]]:
+    """Read and write the study's published model (``MODEL_KEY``; see ``_shared_model``).
+
+    The read is one storage call (all the study's system attributes), made only when a
+    process is about to fit; the write one per fit.
+    """
+
+    def read() -> Any:
+        return storage.get_study_system_attrs(study_id).get(MODEL_KEY)
+
+    def write(value: dict[str, Any]) -> None:
+        storage.set_study_system_attr(study_id, MODEL_KEY, value)
+
+    return read, write
 
 
 def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:

@@ -1,0 +1,70 @@
+"""The engine's per-study model cache, and what it keeps per configuration between decisions.
+
+Nothing here decides: it only saves work, keyed so that the same study state always gives the
+same result (see ``_engine``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import TYPE_CHECKING
+from typing import Any
+
+from optuna_dyhpo._candidates import Patterns
+from optuna_dyhpo._state import Configuration
+
+if TYPE_CHECKING:
+    import torch
+
+    from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._gp import Surrogate
+    from optuna_dyhpo._gp import SurrogateInputs
+
+
+@dataclass
+class ModelCache:
+    """The surrogate of one (storage, study, encoding) and what was computed with it."""
+
+    surrogate: Surrogate | None = None
+    fit_obs: int = 0
+    scratch_next: bool = False
+    last_scratch_obs: int = -1
+    fits: int = 0
+    conditioned: Any = None
+    x_by_config: dict[int, list[float]] = field(default_factory=dict)
+    valid: dict[int, bool] = field(default_factory=dict)
+    recency: dict[int, tuple[Any, list[int]]] = field(default_factory=dict)
+    patterns: Patterns = field(default_factory=dict)
+    patterned: set[int] = field(default_factory=set)
+    fresh: tuple[Any, list[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
+    fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
+    encoder_key: Any = None
+
+
+def owners(c: Configuration) -> list[int]:
+    """The trial that trained each step the model sees (the configuration id where unknown;
+    a diverged configuration's last trial for its non-finite step)."""
+    owners = c.step_trials if len(c.step_trials) == c.last_step else [c.config_id] * c.last_step
+    if c.status == "diverged":
+        owners = [*owners, c.trial_numbers[-1] if c.trial_numbers else c.config_id]
+    return owners
+
+
+def fit_rows(
+    surrogate: Surrogate, table: CurveTable, lookahead: bool
+) -> tuple[SurrogateInputs, torch.Tensor]:
+    """The training rows the surrogate's next fit optimises on (built alone: at 10,000
+    observations building all rows would cost more than the fit)."""
+    return table.training_rows(lookahead, surrogate.fit_rows(table.n_training_rows(lookahead)))
+
+
+def arrival_keys(c: Configuration, width: int, cache: ModelCache) -> list[int]:
+    """Arrival keys of a configuration's observations (its step's trial number, then the
+    step), kept while the configuration does not change."""
+    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
+    held = cache.recency.get(c.config_id)
+    if held is None or held[0] != key:
+        held = (key, [t * width + b for b, t in enumerate(owners(c), 1)])
+        cache.recency[c.config_id] = held
+    return held[1]
