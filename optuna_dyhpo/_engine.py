@@ -9,6 +9,7 @@ touches storage.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import TYPE_CHECKING
@@ -36,6 +37,7 @@ from optuna_dyhpo._promotion import promotion
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._warnings import FitError
+from optuna_dyhpo._warnings import ModelPending
 from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
@@ -162,11 +164,14 @@ class DecisionEngine:
                     modelled, existing, pending, encoder, cache, sign, running
                 )
         except FitError as err:
-            self.stats.failed_fits += 1
             reason = f"fallback: {type(err).__name__}: {err}"
-            _logger.warning(
-                f"DyHPO's surrogate is unavailable ({reason}); successive halving decides."
-            )
+            if isinstance(err, ModelPending):
+                _logger.debug(f"{reason}; successive halving decides.")
+            else:
+                self.stats.failed_fits += 1
+                _logger.warning(
+                    f"DyHPO's surrogate is unavailable ({reason}); successive halving decides."
+                )
             chosen = self._promotion(observed, existing, sign, running)
             if chosen is None:
                 return Decision("fresh", None, None, 1, math.nan, reason)
@@ -247,7 +252,6 @@ class DecisionEngine:
     ) -> None:
         """Fit, refit or keep the surrogate for the observations in ``table`` (its training
         rows; only the rows a fit optimises on are built)."""
-        from optuna_dyhpo._gp import Surrogate
 
         s = self.settings
         n_obs = int(table.lengths.sum())
@@ -268,8 +272,41 @@ class DecisionEngine:
         ):
             self.stats.adopted_models += 1
             restart = restart and cache.last_scratch_obs < improved_at + patience
+        due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
+            1 + n_pending
+        )
+        if (
+            self.models is not None
+            and not cache.scratch_next
+            and ((cache.surrogate is None or restart or due) and self.models.fitting_elsewhere())
+        ):
+            # Another worker is fitting (nearly) this model: use it once it is published.
+            if cache.surrogate is None:
+                raise ModelPending("another worker is fitting the study's first model")
+            return
         fits = self.stats.scratch_fits + self.stats.warm_fits
         t0 = time.perf_counter()
+        with contextlib.ExitStack() as lease:
+            if self.models is not None:
+                lease.enter_context(self.models.fitting())
+            self._fit_now(cache, table, lookahead, n_pending, dim, n_obs, restart)
+        self.stats.fit_seconds += time.perf_counter() - t0
+        if self.models is not None and self.stats.scratch_fits + self.stats.warm_fits > fits:
+            self.models.publish(cache, dim)
+
+    def _fit_now(
+        self,
+        cache: ModelCache,
+        table: CurveTable,
+        lookahead: bool,
+        n_pending: int,
+        dim: int,
+        n_obs: int,
+        restart: bool,
+    ) -> None:
+        from optuna_dyhpo._gp import Surrogate
+
+        s = self.settings
         try:
             if cache.surrogate is None or cache.scratch_next or restart:
                 surrogate = Surrogate(dim, self.seed + 7919 * n_obs, s.surrogate)
@@ -291,15 +328,11 @@ class DecisionEngine:
                     _logger.debug(f"Warm refit failed ({err}); fitting from scratch.")
                     cache.surrogate = None
                     cache.scratch_next = True
-                    return self._fit(cache, table, lookahead, n_pending, dim)
+                    return self._fit_now(cache, table, lookahead, n_pending, dim, n_obs, restart)
                 cache.fit_obs = n_obs
         except FitError:
             cache.scratch_next = True
             raise
-        finally:
-            self.stats.fit_seconds += time.perf_counter() - t0
-        if self.models is not None and self.stats.scratch_fits + self.stats.warm_fits > fits:
-            self.models.publish(cache, dim)
 
     def _decide_with_model(
         self,

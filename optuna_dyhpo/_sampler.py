@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
+import uuid
 
 import numpy as np
 import optuna
@@ -42,6 +43,7 @@ from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._study_io import StudyReader
+from optuna_dyhpo._study_io import fit_lease
 from optuna_dyhpo._study_io import model_attribute
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 
 
 _logger = get_logger("sampler")
+# How long a worker's fit lease lasts (a fit from scratch on an overloaded machine: < 90 s).
+FIT_LEASE_SECONDS = 120.0
 
 
 class DyHPOSampler(BaseSampler):
@@ -158,6 +162,7 @@ class DyHPOSampler(BaseSampler):
         self._random: dict[int, RandomSampler] = {}
         self._claim_timeout = 600.0
         self._lock = threading.RLock()
+        self._owner = uuid.uuid4().hex  # this sampler in this process holds the fit lease
         # Liveness (``_liveness.py``): trials another worker finished while this one planned
         # them, and the sweep for trials whose worker died before their first heartbeat.
         self._lost: set[int] = set()
@@ -176,6 +181,7 @@ class DyHPOSampler(BaseSampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._owner = uuid.uuid4().hex  # another process: another holder of the fit lease
         install_optimize_hooks()
 
     # ------------------------------------------------------------------ helpers
@@ -207,7 +213,8 @@ class DyHPOSampler(BaseSampler):
         with self._lock:  # one engine per sampler; threads (n_jobs > 1) take turns
             # The model other processes fitted (read only when this one is about to fit).
             read, write = model_attribute(study._storage, study._study_id)
-            self._engine.models = SharedModels(self._engine.settings, read, write)
+            lease = fit_lease(study._storage, study._study_id, self._owner, FIT_LEASE_SECONDS)
+            self._engine.models = SharedModels(self._engine.settings, read, write, lease)
             try:
                 return self._engine.decide(
                     configs, maximize, running, scope=study._storage, study_id=study._study_id

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from collections.abc import Iterator
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 import hashlib
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
     from optuna_dyhpo._decision import EngineSettings
     from optuna_dyhpo._gp import Surrogate
+    from optuna_dyhpo._study_io import FitLease
 
 _logger = get_logger("engine")
 
@@ -189,6 +192,9 @@ class SharedModels:
         settings: The engine's settings (for :func:`model_key`).
         read: Returns the attribute's value (``None``: nothing published).
         write: Publishes a value.
+        lease: The study's fit lease (``_study_io.fit_lease``): while another worker fits, a
+            worker without a model decides without one and a worker with a model keeps it,
+            instead of all fitting nearly the same model at once. ``None``: no lease.
     """
 
     def __init__(
@@ -196,11 +202,35 @@ class SharedModels:
         settings: EngineSettings,
         read: Callable[[], Any],
         write: Callable[[dict[str, Any]], None],
+        lease: FitLease | None = None,
     ) -> None:
         self._settings = settings
         self._read = read
         self._write = write
+        self._lease = lease
         self._seen: PublishedModel | None = None
+
+    def fitting_elsewhere(self) -> bool:
+        """Whether another worker is fitting the study's model right now."""
+        if self._lease is None:
+            return False
+        try:
+            return self._lease.held_elsewhere()
+        except Exception as err:  # sharing is an optimisation: a decision never fails on it
+            _logger.debug(f"Could not read the fit lease ({type(err).__name__}: {err}).")
+            return False
+
+    @contextlib.contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Hold the study's fit lease while this worker fits."""
+        lease = self._lease
+        if lease is not None:
+            _quietly(lease.take, "take the fit lease")
+        try:
+            yield
+        finally:
+            if lease is not None:
+                _quietly(lease.release, "release the fit lease")
 
     def adopt(self, cache: Any, n_obs: int, dim: int) -> bool:
         """Replace the surrogate of ``cache`` (an ``_model_cache.ModelCache``) by the published one
@@ -259,3 +289,10 @@ class SharedModels:
             self._write(value)
         except Exception as err:  # sharing is an optimisation: a decision never fails on it
             _logger.debug(f"Could not publish the fitted model ({type(err).__name__}: {err}).")
+
+
+def _quietly(action: Callable[[], None], what: str) -> None:
+    try:
+        action()
+    except Exception as err:  # sharing is an optimisation: a decision never fails on it
+        _logger.debug(f"Could not {what} ({type(err).__name__}: {err}).")

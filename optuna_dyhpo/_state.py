@@ -40,6 +40,8 @@ REMOVED_CHECKPOINT_PREFIX = "dyhpo:removed_checkpoint:"
 ALL_CHECKPOINTS_REMOVED_KEY = "dyhpo:checkpoints_removed_below"
 # Study attribute: the latest fitted surrogate, shared between processes (``_shared_model``).
 MODEL_KEY = "dyhpo:model"
+# Study system attribute: which process is fitting the study's model, and until when.
+FIT_LEASE_KEY = "dyhpo:fitting"
 
 USER_CONFIG = "dyhpo_config"
 USER_PARENT = "dyhpo_continues_trial"

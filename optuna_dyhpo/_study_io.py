@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 import threading
+import time
 from typing import Any
 import weakref
 
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._state import FIT_LEASE_KEY
 from optuna_dyhpo._state import MODEL_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_STATUS
@@ -205,6 +207,43 @@ def model_attribute(
         storage.set_study_system_attr(study_id, MODEL_KEY, value)
 
     return read, write
+
+
+@dataclass(frozen=True)
+class FitLease:
+    """A process's claim, in the study, that it is fitting the study's model right now.
+
+    Attributes:
+        held_elsewhere: Whether another process holds an unexpired lease.
+        take: Take the lease (before a fit).
+        release: Give it up (after the fit, published or not).
+    """
+
+    held_elsewhere: Callable[[], bool]
+    take: Callable[[], None]
+    release: Callable[[], None]
+
+
+def fit_lease(storage: BaseStorage, study_id: int, owner: str, seconds: float) -> FitLease:
+    """The lease ``FIT_LEASE_KEY`` of ``owner`` (one sampler in one process), valid for
+    ``seconds`` after it is taken (a worker that dies while fitting holds it no longer)."""
+
+    def held_elsewhere() -> bool:
+        lease = storage.get_study_system_attrs(study_id).get(FIT_LEASE_KEY)
+        if not isinstance(lease, dict) or lease.get("owner") in (None, owner):
+            return False
+        until = lease.get("until")
+        return isinstance(until, (int, float)) and until > time.time()
+
+    def take() -> None:
+        storage.set_study_system_attr(
+            study_id, FIT_LEASE_KEY, {"owner": owner, "until": time.time() + seconds}
+        )
+
+    def release() -> None:
+        storage.set_study_system_attr(study_id, FIT_LEASE_KEY, {"owner": None, "until": 0})
+
+    return FitLease(held_elsewhere, take, release)
 
 
 def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:

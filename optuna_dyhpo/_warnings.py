@@ -18,6 +18,11 @@ class FitError(RuntimeError):
     degenerate fit, ...). DyHPO then decides without it."""
 
 
+class ModelPending(FitError):
+    """This process has no model yet and another worker is fitting the study's first one:
+    DyHPO decides without a model until that worker publishes it (not a failure)."""
+
+
 def warn_once(logger: logging.Logger, message: str) -> None:
     """Log ``message`` at WARNING and issue it as a :class:`DyHPOWarning` (callers make sure
     a situation is reported once)."""

@@ -18,6 +18,7 @@ import torch
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import StopAfterEpochs
+from optuna_dyhpo import epochs_spent
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
 from optuna_dyhpo._gp import Surrogate
@@ -253,3 +254,26 @@ def test_a_corrupt_study_attribute_never_breaks_a_run(tmp_path: Path) -> None:
     assert stats.scratch_fits >= 1 and stats.adopted_models == 0
     published = study._storage.get_study_system_attrs(study._study_id)[MODEL_KEY]
     assert PublishedModel.from_json(published).fit_obs > 0
+
+
+def test_while_another_worker_fits_the_first_model_a_worker_decides_without_one(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from optuna_dyhpo._state import FIT_LEASE_KEY
+
+    study = make_study(8, tmp_path=tmp_path, n_startup_configs=3)
+    storage, sid = study._storage, study._study_id
+    # Another process holds the lease (it is fitting): no fit here, decisions stay valid.
+    storage.set_study_system_attr(sid, FIT_LEASE_KEY, {"owner": "x", "until": time.time() + 600})
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(25)])
+    stats = study.sampler._engine.stats  # type: ignore[attr-defined]
+    assert stats.scratch_fits == 0 and stats.warm_fits == 0 and stats.failed_fits == 0
+    assert stats.promotions > 0
+    assert epochs_spent(study) == 25
+    # Its lease expired (that worker died): this one fits, and its own lease never stops it.
+    storage.set_study_system_attr(sid, FIT_LEASE_KEY, {"owner": "x", "until": time.time() - 1})
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(50)])
+    assert stats.scratch_fits >= 1
+    assert storage.get_study_system_attrs(sid)[FIT_LEASE_KEY]["owner"] is None  # released
