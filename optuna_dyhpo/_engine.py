@@ -9,7 +9,6 @@ touches storage.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import TYPE_CHECKING
@@ -31,9 +30,9 @@ from optuna_dyhpo._decision import EngineStats
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._model_cache import ModelCache
 from optuna_dyhpo._model_cache import arrival_keys
-from optuna_dyhpo._model_cache import fit_rows
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
+from optuna_dyhpo._refit import refit
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._warnings import FitError
@@ -243,96 +242,9 @@ class DecisionEngine:
 
     # ------------------------------------------------------------------ model
     def _fit(
-        self,
-        cache: ModelCache,
-        table: CurveTable,
-        lookahead: bool,
-        n_pending: int,
-        dim: int,
+        self, cache: ModelCache, table: CurveTable, lookahead: bool, n_pending: int, dim: int
     ) -> None:
-        """Fit, refit or keep the surrogate for the observations in ``table`` (its training
-        rows; only the rows a fit optimises on are built)."""
-
-        s = self.settings
-        n_obs = int(table.lengths.sum())
-        # Reference rule: a fit from scratch after a long stretch without a new best value.
-        improved_at = table.last_improvement()
-        # At least 60 observations (the rule's value on LCBench, where it was measured): with a
-        # small max_budget it would otherwise refit from scratch every few epochs.
-        patience = max(int(s.stagnation * s.max_budget), 60) if s.stagnation > 0 else 0
-        restart = (
-            patience > 0
-            and n_obs - 1 - improved_at >= patience
-            and cache.last_scratch_obs < improved_at + patience
-        )
-        grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
-        # About to fit: another process may have published a fit on more observations.
-        if (cache.surrogate is None or restart or n_obs - cache.fit_obs >= grow) and (
-            self.models is not None and self.models.adopt(cache, n_obs, dim)
-        ):
-            self.stats.adopted_models += 1
-            restart = restart and cache.last_scratch_obs < improved_at + patience
-        due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
-            1 + n_pending
-        )
-        if (
-            self.models is not None
-            and not cache.scratch_next
-            and ((cache.surrogate is None or restart or due) and self.models.fitting_elsewhere())
-        ):
-            # Another worker is fitting (nearly) this model: use it once it is published.
-            if cache.surrogate is None:
-                raise ModelPending("another worker is fitting the study's first model")
-            return
-        fits = self.stats.scratch_fits + self.stats.warm_fits
-        t0 = time.perf_counter()
-        with contextlib.ExitStack() as lease:
-            if self.models is not None:
-                lease.enter_context(self.models.fitting())
-            self._fit_now(cache, table, lookahead, n_pending, dim, n_obs, restart)
-        self.stats.fit_seconds += time.perf_counter() - t0
-        if self.models is not None and self.stats.scratch_fits + self.stats.warm_fits > fits:
-            self.models.publish(cache, dim)
-
-    def _fit_now(
-        self,
-        cache: ModelCache,
-        table: CurveTable,
-        lookahead: bool,
-        n_pending: int,
-        dim: int,
-        n_obs: int,
-        restart: bool,
-    ) -> None:
-        from optuna_dyhpo._gp import Surrogate
-
-        s = self.settings
-        try:
-            if cache.surrogate is None or cache.scratch_next or restart:
-                surrogate = Surrogate(dim, self.seed + 7919 * n_obs, s.surrogate)
-                surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
-                cache.fits += 1
-                cache.surrogate, cache.scratch_next = surrogate, False
-                cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
-                self.stats.scratch_fits += 1
-            elif n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
-                1 + n_pending
-            ):
-                try:
-                    cache.surrogate.fit(
-                        *fit_rows(cache.surrogate, table, lookahead), warm_start=True
-                    )
-                    cache.fits += 1
-                    self.stats.warm_fits += 1
-                except FitError as err:
-                    _logger.debug(f"Warm refit failed ({err}); fitting from scratch.")
-                    cache.surrogate = None
-                    cache.scratch_next = True
-                    return self._fit_now(cache, table, lookahead, n_pending, dim, n_obs, restart)
-                cache.fit_obs = n_obs
-        except FitError:
-            cache.scratch_next = True
-            raise
+        refit(self, cache, table, lookahead, n_pending, dim)
 
     def _decide_with_model(
         self,

@@ -1,0 +1,116 @@
+"""When DyHPO's surrogate is fitted from scratch, refitted, adopted from the study or kept.
+
+The rules of :class:`~optuna_dyhpo._engine.DecisionEngine` for its model; they depend only on
+the observations and the model cache (and, between workers, on the model the study publishes
+and its fit lease: ``_shared_model``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._model_cache import ModelCache
+from optuna_dyhpo._model_cache import fit_rows
+from optuna_dyhpo._warnings import FitError
+from optuna_dyhpo._warnings import ModelPending
+
+if TYPE_CHECKING:
+    from optuna_dyhpo._engine import DecisionEngine
+    from optuna_dyhpo._gp import CurveTable
+
+_logger = get_logger("engine")
+
+
+def refit(
+    engine: DecisionEngine,
+    cache: ModelCache,
+    table: CurveTable,
+    lookahead: bool,
+    n_pending: int,
+    dim: int,
+) -> None:
+    """Fit, refit or keep the surrogate for the observations in ``table`` (its training
+    rows; only the rows a fit optimises on are built)."""
+
+    s = engine.settings
+    n_obs = int(table.lengths.sum())
+    # Reference rule: a fit from scratch after a long stretch without a new best value.
+    improved_at = table.last_improvement()
+    # At least 60 observations (the rule's value on LCBench, where it was measured): with a
+    # small max_budget it would otherwise refit from scratch every few epochs.
+    patience = max(int(s.stagnation * s.max_budget), 60) if s.stagnation > 0 else 0
+    restart = (
+        patience > 0
+        and n_obs - 1 - improved_at >= patience
+        and cache.last_scratch_obs < improved_at + patience
+    )
+    grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
+    # About to fit: another process may have published a fit on more observations.
+    if (cache.surrogate is None or restart or n_obs - cache.fit_obs >= grow) and (
+        engine.models is not None and engine.models.adopt(cache, n_obs, dim)
+    ):
+        engine.stats.adopted_models += 1
+        restart = restart and cache.last_scratch_obs < improved_at + patience
+    due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
+        1 + n_pending
+    )
+    if (
+        engine.models is not None
+        and not cache.scratch_next
+        and ((cache.surrogate is None or restart or due) and engine.models.fitting_elsewhere())
+    ):
+        # Another worker is fitting (nearly) this model: use it once it is published.
+        if cache.surrogate is None:
+            raise ModelPending("another worker is fitting the study's first model")
+        return
+    fits = engine.stats.scratch_fits + engine.stats.warm_fits
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as lease:
+        if engine.models is not None:
+            lease.enter_context(engine.models.fitting())
+        _fit_now(engine, cache, table, lookahead, n_pending, dim, n_obs, restart)
+    engine.stats.fit_seconds += time.perf_counter() - t0
+    if engine.models is not None and engine.stats.scratch_fits + engine.stats.warm_fits > fits:
+        engine.models.publish(cache, dim)
+
+
+def _fit_now(
+    engine: DecisionEngine,
+    cache: ModelCache,
+    table: CurveTable,
+    lookahead: bool,
+    n_pending: int,
+    dim: int,
+    n_obs: int,
+    restart: bool,
+) -> None:
+    from optuna_dyhpo._gp import Surrogate
+
+    s = engine.settings
+    try:
+        if cache.surrogate is None or cache.scratch_next or restart:
+            surrogate = Surrogate(dim, engine.seed + 7919 * n_obs, s.surrogate)
+            surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
+            cache.fits += 1
+            cache.surrogate, cache.scratch_next = surrogate, False
+            cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
+            engine.stats.scratch_fits += 1
+        elif n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
+            1 + n_pending
+        ):
+            try:
+                cache.surrogate.fit(*fit_rows(cache.surrogate, table, lookahead), warm_start=True)
+                cache.fits += 1
+                engine.stats.warm_fits += 1
+            except FitError as err:
+                _logger.debug(f"Warm refit failed ({err}); fitting from scratch.")
+                cache.surrogate = None
+                cache.scratch_next = True
+                return _fit_now(engine, cache, table, lookahead, n_pending, dim, n_obs, restart)
+            cache.fit_obs = n_obs
+    except FitError:
+        cache.scratch_next = True
+        raise
