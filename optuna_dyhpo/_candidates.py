@@ -10,6 +10,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 
+from optuna_dyhpo._search_space import INACTIVE
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 
@@ -99,7 +100,7 @@ def fresh_candidates(
     n: int,
     seed: int,
     patterns: Patterns | None = None,
-) -> tuple[list[dict[str, Any]] | torch.Tensor, torch.Tensor]:
+) -> tuple[Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor]:
     """``n`` fresh candidates and their encodings.
 
     In a flat search space these are scrambled Sobol points of the unit cube (returned as
@@ -117,8 +118,9 @@ def fresh_candidates(
             :func:`update_patterns` (``None``: computed here).
 
     Returns:
-        The candidates (a ``(n, n_params)`` unit-cube tensor in a flat space, else a list of
-        parameter dicts) and their encodings, shape ``(n, encoder.dim)``.
+        The candidates (a ``(n, n_params)`` unit-cube tensor in a flat space, else a sequence
+        of parameter dicts, each decoded when it is read) and their encodings, shape
+        ``(n, encoder.dim)``.
     """
     import torch
 
@@ -137,19 +139,53 @@ def fresh_candidates(
         for name, values in seen.items():
             seen_anywhere.setdefault(name, set()).update(values)
     keys = sorted(patterns, key=lambda p: sorted(p))
-    candidates: list[dict[str, Any]] = []
-    for i, row in enumerate(u.tolist()):
-        pattern = keys[i % len(keys)]
-        params = {k: v for k, v in encoder.decode(row).items() if k in pattern}
+    # Row i takes pattern i % len(keys). A categorical coordinate is moved to the centre of
+    # the cell of an allowed choice, so that decoding and encoding the rows agree.
+    u = u.clone()
+    inactive = torch.zeros_like(u, dtype=torch.bool)
+    for k, pattern in enumerate(keys):
+        rows = torch.arange(k, len(u), len(keys))
         for j, (name, dist) in enumerate(encoder.distributions.items()):
-            if name in pattern and isinstance(dist, CategoricalDistribution):
+            if name not in pattern:
+                inactive[rows, j] = True
+            elif isinstance(dist, CategoricalDistribution):
                 allowed = [
-                    ch
-                    for ch in dist.choices
+                    i
+                    for i, ch in enumerate(dist.choices)
                     if ch in patterns[pattern].get(name, set())
                     or ch not in seen_anywhere.get(name, set())
-                ]
-                params[name] = allowed[min(int(row[j] * len(allowed)), len(allowed) - 1)]
-        candidates.append(params)
-    x = torch.tensor([encoder.encode(p) for p in candidates], dtype=torch.float64)
-    return candidates, x.reshape(len(candidates), encoder.dim)
+                ] or list(range(len(dist.choices)))
+                pick = (u[rows, j] * len(allowed)).long().clamp(0, len(allowed) - 1)
+                choice = torch.tensor(allowed, dtype=torch.float64)[pick]
+                u[rows, j] = (choice + 0.5) / len(dist.choices)
+    x = encoder.encode_unit(u)
+    col = 0
+    for j, dist in enumerate(encoder.distributions.values()):
+        width = len(dist.choices) if isinstance(dist, CategoricalDistribution) else 1
+        off = inactive[:, j]
+        x[off, col : col + width] = 0.0 if isinstance(dist, CategoricalDistribution) else INACTIVE
+        col += width
+    active = [[name for name in encoder.distributions if name in p] for p in keys]
+    return _Conditional(encoder, u, active), x
+
+
+class _Conditional(Sequence[dict[str, Any]]):
+    """Fresh candidates of a conditional space, decoded when read (a decision reads one):
+    row ``i`` of ``u`` with the parameters ``active[i % len(active)]``."""
+
+    def __init__(
+        self, encoder: SearchSpaceEncoder, u: torch.Tensor, active: list[list[str]]
+    ) -> None:
+        self._encoder = encoder
+        self._u = u
+        self._active = active
+
+    def __len__(self) -> int:
+        return len(self._u)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i) + len(self) if int(i) < 0 else int(i)
+        params = self._encoder.decode(self._u[i].tolist())
+        return {name: params[name] for name in self._active[i % len(self._active)]}

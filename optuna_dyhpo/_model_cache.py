@@ -6,6 +6,7 @@ same result (see ``_engine``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ class ModelCache:
     recency: dict[int, tuple[Any, list[int]]] = field(default_factory=dict)
     patterns: Patterns = field(default_factory=dict)
     patterned: set[int] = field(default_factory=set)
-    fresh: tuple[Any, list[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
+    fresh: tuple[Any, Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
     encoder_key: Any = None
 

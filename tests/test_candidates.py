@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import math
 
+from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 import pytest
+import torch
 
 from optuna_dyhpo._candidates import best_per_length
+from optuna_dyhpo._candidates import fresh_candidates
+from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 
 SPACE = {"x": FloatDistribution(0.0, 1.0)}
@@ -48,3 +53,40 @@ def test_the_same_configurations_whatever_their_order() -> None:
     paused = _paused([(k % 7 + 1, (k * 37 % 11) / 11) for k in range(60)])
     kept = best_per_length(paused, 20, 1.0)
     assert best_per_length(list(reversed(paused)), 20, 1.0) == kept
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_conditional_candidates_are_encoded_as_their_parameters(seed: int) -> None:
+    space = {
+        "opt": CategoricalDistribution(["sgd", "adam", "rmsprop"]),
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "momentum": FloatDistribution(0.0, 0.99),
+        "hidden": IntDistribution(8, 256, log=True),
+        "layers": IntDistribution(1, 3),
+        "dropout": FloatDistribution(0.0, 0.5, step=0.1),
+        "act": CategoricalDistribution(["relu", "tanh"]),
+    }
+    observed = []
+    for i in range(12):
+        params: dict[str, object] = {"opt": ["sgd", "adam"][i % 2], "lr": 0.01, "layers": 2}
+        if i % 2 == 0:
+            params.update(momentum=0.9, act="relu", hidden=32)
+        else:
+            params.update(dropout=0.2)
+        dists = {k: space[k] for k in params}
+        observed.append(Configuration(i, params, [0.5], [i], "paused", dists))
+    encoder = SearchSpaceEncoder(space)
+    candidates, x = fresh_candidates(encoder, observed, 64, seed)
+    assert not isinstance(candidates, torch.Tensor)
+    assert len(candidates) == 64 and x.shape == (64, encoder.dim)
+    patterns = {frozenset(c.params) for c in observed}
+    for i in range(64):
+        params = candidates[i]
+        assert frozenset(params) in patterns
+        assert torch.allclose(x[i], torch.tensor(encoder.encode(params), dtype=torch.float64))
+        # Choices seen only with another pattern are not proposed; unseen ones may be.
+        if "momentum" in params:
+            assert params["opt"] != "adam"
+        else:
+            assert params["opt"] != "sgd"
+    assert candidates[-1] == candidates[63]
