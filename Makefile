@@ -27,4 +27,4 @@ lint: setup
 	$(PY) -m mypy
 
 test: setup system-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
