@@ -100,7 +100,9 @@ class DyHPOSampler(BaseSampler):
 
     Args:
         max_budget: The largest number of steps (epochs) a configuration may train.
-        seed: Seed of every random choice; a sequential run with a seed is reproducible.
+        seed: Seed of every random choice; a sequential run with a seed is reproducible on
+            one machine (a CPU that rounds differently in the last bits can, over a long run,
+            lead to other decisions).
         n_startup_configs: Configurations that each get one step, chosen at random, before the
             surrogate model takes over.
         n_candidates: Fresh random configurations (scrambled Sobol points) scored at every
