@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from optuna_dyhpo._gp._data import SurrogateInputs
+from optuna_dyhpo._gp._likelihood import negative_log_marginal_likelihood
 from optuna_dyhpo._warnings import FitError
 
 # What fitting and linear algebra raise on bad numerics (NotPSDError and LinAlgError are
@@ -244,14 +245,19 @@ class Surrogate:
         self._n_fits += 1
         model = self._model
         model.train()
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
         optimiser = torch.optim.Adam(model.parameters(), lr=self.settings.learning_rate)
+        eye = torch.eye(x_fit.shape[0], dtype=torch.float64)
         loss_value = math.nan
         try:
-            with _gp_settings():
+            with small_math():
                 for _ in range(steps):
                     optimiser.zero_grad()
-                    loss = -mll(model(x_fit), y_fit)
+                    features = model.extractor(x_fit)
+                    covariance = model.covar_module(features).to_dense()
+                    covariance = covariance + model.likelihood.noise * eye
+                    loss = negative_log_marginal_likelihood(
+                        covariance, y_fit - model.mean_module(features)
+                    )
                     loss.backward()
                     optimiser.step()
                     loss_value = float(loss.detach())
