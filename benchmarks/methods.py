@@ -328,7 +328,14 @@ def run_dyhpo_rung(ctx: RunContext) -> dict[str, Any]:
     return run_dyhpo(ctx, acquisition="rung")
 
 
-def run_dyhpo(ctx: RunContext, acquisition: str = "lookahead") -> dict[str, Any]:
+def run_dyhpo_background(ctx: RunContext) -> dict[str, Any]:
+    """:func:`run_dyhpo` with ``DyHPOSampler(fit_in_background=True)``."""
+    return run_dyhpo(ctx, fit_in_background=True)
+
+
+def run_dyhpo(
+    ctx: RunContext, acquisition: str = "lookahead", fit_in_background: bool = False
+) -> dict[str, Any]:
     """DyHPOSampler + DyHPOPruner; paused configurations resume from their checkpoint.
 
     The objective is written exactly as a user would write it: ``TrialResume.load`` at the start
@@ -343,7 +350,11 @@ def run_dyhpo(ctx: RunContext, acquisition: str = "lookahead") -> dict[str, Any]
     artifact_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(artifact_dir))
     sampler = dy.DyHPOSampler(
-        max_budget=problem.max_epochs, seed=ctx.seed, artifact_store=store, acquisition=acquisition
+        max_budget=problem.max_epochs,
+        seed=ctx.seed,
+        artifact_store=store,
+        acquisition=acquisition,
+        fit_in_background=fit_in_background,
     )
     pruner = dy.DyHPOPruner()
     rec = ctx.recorder
@@ -574,6 +585,13 @@ METHODS: dict[str, Method] = {
             _warm_up_dyhpo,
         ),
         Method(
+            "dyhpo-bg",
+            CONTINUATION,
+            "DyHPOSampler(fit_in_background=True) + DyHPOPruner",
+            run_dyhpo_background,
+            _warm_up_dyhpo,
+        ),
+        Method(
             "tpe-hyperband",
             RESTART,
             "TPESampler + HyperbandPruner(min_resource=1, max_resource=max_epochs, eta=3)",
@@ -606,7 +624,7 @@ METHODS: dict[str, Method] = {
 def check_available(name: str) -> str | None:
     """Return None if method ``name`` can run here, else the reason it cannot."""
     try:
-        if name in ("dyhpo", "dyhpo-rung"):
+        if name in ("dyhpo", "dyhpo-rung", "dyhpo-bg"):
             _import_dyhpo()
         elif name == "smac-mf":
             _import_smac()

@@ -6,6 +6,11 @@ per decision around 100, 500 and 1000 observations.
 
     python benchmarks/sampler_overhead.py --epochs 1000 --seeds 0 1 2
     python benchmarks/sampler_overhead.py --epochs 1000 --storage sqlite   # incl. SQLite I/O
+
+With ``--fit-in-background`` the sampler refits in its helper process; ``--epoch-seconds S``
+then gives every epoch S seconds of training (``--epoch-work sleep``: the CPU stays free, as
+when a GPU trains; ``cpu``: torch matrix products on this process's threads), which is when a
+background fit runs. The overhead is still only the time inside the sampler and the pruner.
 """
 
 from __future__ import annotations
@@ -46,10 +51,26 @@ def synthetic_value(params: dict[str, float], epoch: int) -> float:
     return ceiling * (1.0 - math.exp(-speed * epoch)) + noise
 
 
-def objective(trial: optuna.Trial) -> float:
+def train(seconds: float, work: str) -> None:
+    """Stand-in for an epoch of training: ``seconds`` of sleep or of CPU work."""
+    if seconds <= 0:
+        return
+    if work == "sleep":
+        time.sleep(seconds)
+        return
+    import torch
+
+    a = torch.rand(256, 256)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a = torch.tanh(a @ a)
+
+
+def objective(trial: optuna.Trial, epoch_seconds: float = 0.0, work: str = "sleep") -> float:
     params = {f"x{i}": trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(1, 5)}
     value = 0.0
     for epoch in TrialResume(trial).steps():
+        train(epoch_seconds, work)
         value = synthetic_value(params, epoch)
         trial.report(value, epoch)
         if trial.should_prune():
@@ -77,11 +98,18 @@ class _Timer:
         return timed
 
 
-def run(seed: int, epochs: int, storage_kind: str) -> dict[str, Any]:
+def run(
+    seed: int,
+    epochs: int,
+    storage_kind: str,
+    background: bool = False,
+    epoch_seconds: float = 0.0,
+    work: str = "sleep",
+) -> dict[str, Any]:
     storage: str | None = None
     if storage_kind == "sqlite":
         storage = f"sqlite:///{tempfile.mkdtemp()}/overhead.db"
-    sampler = DyHPOSampler(MAX_BUDGET, seed=seed)
+    sampler = DyHPOSampler(MAX_BUDGET, seed=seed, fit_in_background=background)
     pruner = DyHPOPruner()
     study = optuna.create_study(
         direction="maximize", storage=storage, sampler=sampler, pruner=pruner
@@ -92,7 +120,10 @@ def run(seed: int, epochs: int, storage_kind: str) -> dict[str, Any]:
         setattr(sampler, name, timer.wrap("sampler", getattr(sampler, name)))
     pruner.prune = timer.wrap("pruner", pruner.prune)  # type: ignore[method-assign]
     t0 = time.perf_counter()
-    study.optimize(objective, callbacks=[StopAfterEpochs(epochs)])
+    study.optimize(
+        functools.partial(objective, epoch_seconds=epoch_seconds, work=work),
+        callbacks=[StopAfterEpochs(epochs)],
+    )
     wall = time.perf_counter() - t0
     total = sum(dt for _, _, dt in timer.calls)
     # A decision is a pruner call or a trial start (before_trial); sample_independent and
@@ -116,6 +147,9 @@ def run(seed: int, epochs: int, storage_kind: str) -> dict[str, Any]:
     return {
         "seed": seed,
         "storage": storage_kind,
+        "fit_in_background": background,
+        "epoch_seconds": epoch_seconds,
+        "epoch_work": work,
         "epochs": epochs_spent(study),
         "trials": len(study.trials),
         "wall_seconds": wall,
@@ -127,7 +161,9 @@ def run(seed: int, epochs: int, storage_kind: str) -> dict[str, Any]:
             "scratch": stats.scratch_fits,
             "warm": stats.warm_fits,
             "failed": stats.failed_fits,
+            "background": stats.background_fits,
             "fit_seconds": stats.fit_seconds,
+            "background_fit_seconds": stats.background_fit_seconds,
             "predict_seconds": stats.predict_seconds,
         },
     }
@@ -138,10 +174,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--storage", choices=["inmemory", "sqlite"], default="inmemory")
+    parser.add_argument("--fit-in-background", action="store_true")
+    parser.add_argument("--epoch-seconds", type=float, default=0.0)
+    parser.add_argument("--epoch-work", choices=["sleep", "cpu"], default="sleep")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    results = [run(s, args.epochs, args.storage) for s in args.seeds]
+    results = [
+        run(
+            s,
+            args.epochs,
+            args.storage,
+            args.fit_in_background,
+            args.epoch_seconds,
+            args.epoch_work,
+        )
+        for s in args.seeds
+    ]
     print(
         f"# machine: {platform.processor() or platform.machine()}, "
         f"python {platform.python_version()}, optuna {optuna.__version__}"

@@ -75,6 +75,11 @@ class EngineSettings:
             judging every configuration by a far extrapolation.
         horizon: How far ``"rung"`` looks ahead, as a multiple of the next budget.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
+        fit_in_background: Refits (all fits but a study's first) run in a helper process
+            while the objective trains; a refit started at ``n`` observations is used from the
+            first decision with ``n + background_lag`` observations (waiting for it there if it
+            is not done), so decisions stay a function of the study's state.
+        background_lag: See ``fit_in_background``.
     """
 
     max_budget: int
@@ -93,6 +98,8 @@ class EngineSettings:
     acquisition: Literal["next-step", "lookahead", "rung"] = "lookahead"
     horizon: int = 3
     surrogate: SurrogateSettings | None = None
+    fit_in_background: bool = False
+    background_lag: int = 5
 
 
 @dataclass
@@ -105,5 +112,7 @@ class EngineStats:
     failed_fits: int = 0
     adopted_models: int = 0
     promotions: int = 0
+    background_fits: int = 0
     fit_seconds: float = 0.0
+    background_fit_seconds: float = 0.0
     predict_seconds: float = 0.0

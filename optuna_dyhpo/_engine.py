@@ -41,6 +41,7 @@ from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
     from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._gp._fit_server import BackgroundFitter
     from optuna_dyhpo._shared_model import SharedModels
 
 
@@ -78,11 +79,32 @@ class DecisionEngine:
         # The study's published model, set by the caller around one decision (the engine
         # itself never touches storage; see ``_shared_model``).
         self.models: SharedModels | None = None
+        self._fitter: BackgroundFitter | None = None
+        self._background_failed = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_caches"] = None
+        state["_fitter"] = None
         return state
+
+    def fitter(self) -> BackgroundFitter | None:
+        """The background fit helper (``settings.fit_in_background``), created on first use;
+        ``None`` when fits run in this process."""
+        if not self.settings.fit_in_background or self._background_failed:
+            return None
+        if self._fitter is None:
+            from optuna_dyhpo._gp._fit_server import BackgroundFitter
+
+            self._fitter = BackgroundFitter()
+        return self._fitter
+
+    def stop_background_fits(self, reason: str) -> None:
+        """Fit in this process from now on (the helper failed)."""
+        if self._fitter is not None:
+            self._fitter.close()
+        self._fitter, self._background_failed = None, True
+        warn_once(_logger, f"DyHPO fits its model in this process from now on: {reason}.")
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from optuna_dyhpo._gp import CurveTable
     from optuna_dyhpo._gp import Surrogate
     from optuna_dyhpo._gp import SurrogateInputs
+    from optuna_dyhpo._gp._fit_server import FitJob
+
+
+@dataclass(frozen=True)
+class PendingFit:
+    """A fit running in the background helper, used from the first decision with
+    ``ready_at`` observations."""
+
+    job: FitJob
+    ready_at: int
 
 
 @dataclass
@@ -41,6 +51,7 @@ class ModelCache:
     fresh: tuple[Any, Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
     encoder_key: Any = None
+    pending: PendingFit | None = None
 
 
 def owners(c: Configuration) -> list[int]:

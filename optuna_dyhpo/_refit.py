@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._model_cache import ModelCache
+from optuna_dyhpo._model_cache import PendingFit
 from optuna_dyhpo._model_cache import fit_rows
 from optuna_dyhpo._warnings import FitError
 from optuna_dyhpo._warnings import ModelPending
@@ -37,6 +38,10 @@ def refit(
 
     s = engine.settings
     n_obs = int(table.lengths.sum())
+    if cache.pending is not None:
+        if n_obs < cache.pending.ready_at:
+            return  # the model being fitted in the background is not due yet
+        _install(engine, cache)
     # Reference rule: a fit from scratch after a long stretch without a new best value.
     improved_at = table.last_improvement()
     # At least 60 observations (the rule's value on LCBench, where it was measured): with a
@@ -65,6 +70,9 @@ def refit(
         # Another worker is fitting (nearly) this model: use it once it is published.
         if cache.surrogate is None:
             raise ModelPending("another worker is fitting the study's first model")
+        return
+    if s.fit_in_background and cache.surrogate is not None and engine.fitter() is not None:
+        _schedule(engine, cache, table, lookahead, n_pending, n_obs, restart)
         return
     fits = engine.stats.scratch_fits + engine.stats.warm_fits
     t0 = time.perf_counter()
@@ -114,3 +122,70 @@ def _fit_now(
     except FitError:
         cache.scratch_next = True
         raise
+
+
+def _schedule(
+    engine: DecisionEngine,
+    cache: ModelCache,
+    table: CurveTable,
+    lookahead: bool,
+    n_pending: int,
+    n_obs: int,
+    restart: bool,
+) -> None:
+    """Start the fit :func:`_fit_now` would make in the background helper, if one is due;
+    the rows and the seed are those of a fit now, the bookkeeping is that of a fit now (so no
+    second fit is started), the surrogate changes only in :func:`_install`."""
+    from optuna_dyhpo._gp import Surrogate
+
+    s = engine.settings
+    fitter = engine.fitter()
+    assert fitter is not None and cache.surrogate is not None
+    due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
+        1 + n_pending
+    )
+    if cache.scratch_next or restart:
+        surrogate = Surrogate(cache.surrogate.n_params, engine.seed + 7919 * n_obs, s.surrogate)
+        warm = False
+        cache.last_scratch_obs, cache.scratch_next = n_obs, False
+    elif due:
+        surrogate, warm = cache.surrogate, True
+    else:
+        return
+    job = fitter.submit(surrogate, *fit_rows(surrogate, table, lookahead), warm)
+    cache.fit_obs = n_obs
+    cache.pending = PendingFit(job, n_obs + s.background_lag)
+
+
+def _install(engine: DecisionEngine, cache: ModelCache) -> None:
+    """Use the background fit of ``cache`` (waiting for it if it is still running)."""
+    from optuna_dyhpo._gp._fit_server import BackgroundFitError
+
+    pending, cache.pending = cache.pending, None
+    assert pending is not None
+    t0 = time.perf_counter()
+    fitter = engine.fitter()
+    try:
+        if fitter is None:
+            raise BackgroundFitError("the fit helper was stopped")
+        outcome = fitter.result(pending.job)
+    except BackgroundFitError as err:
+        engine.stop_background_fits(str(err))
+        outcome = pending.job.fit_here()
+    engine.stats.fit_seconds += time.perf_counter() - t0
+    engine.stats.background_fit_seconds += outcome.seconds
+    if outcome.error is not None:
+        _logger.debug(f"Background fit failed ({outcome.error}); the next fit is from scratch.")
+        if not pending.job.warm:
+            engine.stats.failed_fits += 1
+        cache.scratch_next = True
+        return
+    cache.surrogate = outcome.surrogate
+    cache.fits += 1
+    engine.stats.background_fits += 1
+    if pending.job.warm:
+        engine.stats.warm_fits += 1
+    else:
+        engine.stats.scratch_fits += 1
+    if engine.models is not None:
+        engine.models.publish(cache, cache.surrogate.n_params)

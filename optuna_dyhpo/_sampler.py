@@ -45,6 +45,7 @@ from optuna_dyhpo._state import finished_status
 from optuna_dyhpo._study_io import StudyReader
 from optuna_dyhpo._study_io import fit_lease
 from optuna_dyhpo._study_io import model_attribute
+from optuna_dyhpo._validation import check_bool
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
 from optuna_dyhpo._warnings import warn_once
@@ -117,6 +118,12 @@ class DyHPOSampler(BaseSampler):
             observed at that epoch; more robust when the metric is noisy, when weakly
             regularised configurations overfit, or when some diverge (see
             ``benchmarks/RESULTS.md``). ``"next-step"``: its next epoch (the paper's rule).
+        fit_in_background: Refit the surrogate in a helper process (started on the first
+            refit, one per sampler and process) while the objective trains, instead of inside
+            the decision. A refit started at ``n`` observations is used from the first decision
+            with ``n + 5`` observations, which waits for it if it is not done; so a seeded run
+            stays reproducible, and with epochs longer than a fit (a few seconds at most) the
+            decisions never wait for one. The study's first fit runs in this process.
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class DyHPOSampler(BaseSampler):
         n_candidates: int = 512,
         artifact_store: ArtifactStore | None = None,
         acquisition: Literal["lookahead", "rung", "next-step"] = "lookahead",
+        fit_in_background: bool = False,
     ) -> None:
         self.max_budget = check_int("max_budget", max_budget, 1)
         if seed is not None:
@@ -147,6 +155,7 @@ class DyHPOSampler(BaseSampler):
                 f"{acquisition!r}."
             )
         self.acquisition = acquisition
+        check_bool("fit_in_background", fit_in_background)
         self._seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         self._artifact_store = artifact_store
         self._reader = StudyReader()
@@ -156,6 +165,7 @@ class DyHPOSampler(BaseSampler):
                 self.n_startup_configs,
                 self.n_candidates,
                 acquisition=acquisition,
+                fit_in_background=fit_in_background,
             ),
             self._seed,
         )

@@ -130,6 +130,10 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
         ({"max_budget": 5, "n_candidates": 0}, "`n_candidates` must be an integer >= 1"),
         ({"max_budget": 5, "n_startup_configs": True}, "`n_startup_configs` must be an integer"),
         ({"max_budget": 5, "artifact_store": "dir"}, "`artifact_store` must be an Optuna"),
+        (
+            {"max_budget": 5, "fit_in_background": 1},
+            "`fit_in_background` must be True or False, but got 1",
+        ),
     ],
 )
 def test_sampler_validates_its_arguments(kwargs: dict, fragment: str) -> None:
@@ -370,3 +374,50 @@ def test_a_seeded_run_decides_the_same_under_load_and_other_thread_counts() -> N
         worker.join()
         torch.set_num_threads(threads)
     assert loaded == quiet
+
+
+def test_fits_in_the_background_decide_the_same_under_load_and_survive_a_dead_helper() -> None:
+    """``fit_in_background``: refits run in the helper process, a seeded run decides the same
+    with other work in parallel, and when the helper dies the study goes on fitting in its own
+    process, with a warning."""
+    import os
+    import signal
+    import threading
+
+    import torch
+
+    def run(kill_helper: bool = False) -> tuple[list[tuple[object, ...]], DyHPOSampler]:
+        study = make_study(MAX_BUDGET, seed=3, n_startup_configs=3, fit_in_background=True)
+        sampler = study.sampler
+        assert isinstance(sampler, DyHPOSampler)
+
+        def kill(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            pid = sampler._engine._fitter.pid if sampler._engine._fitter else None
+            if kill_helper and pid is not None and sampler._engine.stats.background_fits:
+                os.kill(pid, signal.SIGKILL)
+
+        study.optimize(make_objective(), callbacks=[kill, StopAfterEpochs(90)])
+        assert epochs_spent(study) == 90
+        return _decisions(study), sampler
+
+    quiet, sampler = run()
+    stats = sampler._engine.stats
+    assert stats.background_fits >= 2 and stats.scratch_fits + stats.warm_fits > 2
+    stop = threading.Event()
+
+    def busy() -> None:
+        a = torch.randn(300, 300, dtype=torch.float64)
+        while not stop.is_set():
+            a = torch.tanh(a @ a.T / 300.0)
+
+    worker = threading.Thread(target=busy, daemon=True)
+    worker.start()
+    try:
+        loaded, _ = run()
+    finally:
+        stop.set()
+        worker.join()
+    assert loaded == quiet
+    with pytest.warns(DyHPOWarning, match="fits its model in this process from now on"):
+        _, sampler = run(kill_helper=True)
+    assert sampler._engine.fitter() is None

@@ -42,9 +42,12 @@ def _lcbench_available() -> bool:
 
 
 PROBLEMS = (["lcbench:3945"] if _lcbench_available() else []) + ["digits"]
-# dyhpo-rung is DyHPO with another acquisition: the method-level tests run it (test_families).
+# dyhpo-rung is DyHPO with another acquisition (the method-level tests run it: test_families),
+# dyhpo-bg DyHPO fitting in its helper process (tests/test_sampler.py runs that).
 METHOD_NAMES = [
-    m for m in METHODS if m != "dyhpo-rung" and (m != "smac-mf" or check_available(m) is None)
+    m
+    for m in METHODS
+    if m not in ("dyhpo-rung", "dyhpo-bg") and (m != "smac-mf" or check_available(m) is None)
 ]
 
 
