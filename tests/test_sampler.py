@@ -396,8 +396,8 @@ def test_fits_in_the_background_decide_the_same_under_load_and_survive_a_dead_he
             if kill_helper and pid is not None and sampler._engine.stats.background_fits:
                 os.kill(pid, signal.SIGKILL)
 
-        study.optimize(make_objective(), callbacks=[kill, StopAfterEpochs(90)])
-        assert epochs_spent(study) == 90
+        study.optimize(make_objective(), callbacks=[kill, StopAfterEpochs(70)])
+        assert epochs_spent(study) == 70
         return _decisions(study), sampler
 
     quiet, sampler = run()

@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from optuna_dyhpo._gp import Surrogate
+from optuna_dyhpo._gp import SurrogateSettings
 from optuna_dyhpo._gp._fit_server import BackgroundFitError
 from optuna_dyhpo._gp._fit_server import BackgroundFitter
 from tests._gp.test_model import _curves
+
+# Short fits: what is tested is the helper, not the fit.
+FAST = SurrogateSettings(scratch_steps=40, warm_steps=10)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +28,9 @@ def fitter() -> BackgroundFitter:
 def test_a_background_fit_is_the_fit_in_this_process(fitter: BackgroundFitter) -> None:
     train, y = _curves(20, seed=0)
     test, _ = _curves(8, seed=1)
-    here = Surrogate(3, seed=4)
+    here = Surrogate(3, seed=4, settings=FAST)
     here.fit(train, y, warm_start=False)
-    there = fitter.result(fitter.submit(Surrogate(3, seed=4), train, y, warm=False))
+    there = fitter.result(fitter.submit(Surrogate(3, seed=4, settings=FAST), train, y, warm=False))
     assert there.error is None and there.seconds > 0
     assert torch.allclose(there.surrogate.predict(test)[0], here.predict(test)[0], rtol=1e-9)
     # A warm refit of a copy: the original is left as it was.
@@ -42,7 +46,7 @@ def test_jobs_one_after_another_and_a_failed_fit_is_rolled_back(
     fitter: BackgroundFitter,
 ) -> None:
     train, y = _curves(12, seed=2)
-    model = Surrogate(3, seed=0)
+    model = Surrogate(3, seed=0, settings=FAST)
     model.fit(train, y, warm_start=False)
     bad = y.clone()
     bad[0] = float("nan")
@@ -57,13 +61,13 @@ def test_jobs_one_after_another_and_a_failed_fit_is_rolled_back(
 
 def test_a_dead_helper_raises_and_a_new_one_starts(fitter: BackgroundFitter) -> None:
     train, y = _curves(10, seed=3)
-    fitter.result(fitter.submit(Surrogate(3, seed=0), train, y, warm=False))
+    fitter.result(fitter.submit(Surrogate(3, seed=0, settings=FAST), train, y, warm=False))
     pid = fitter.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    job = fitter.submit(Surrogate(3, seed=0), train, y, warm=False)
+    job = fitter.submit(Surrogate(3, seed=0, settings=FAST), train, y, warm=False)
     with pytest.raises(BackgroundFitError, match="fit helper process failed"):
         fitter.result(job)
     assert job.fit_here().error is None  # what the engine falls back to
-    again = fitter.result(fitter.submit(Surrogate(3, seed=0), train, y, warm=False))
+    again = fitter.result(fitter.submit(Surrogate(3, seed=0, settings=FAST), train, y, warm=False))
     assert again.error is None and fitter.pid not in (None, pid)
