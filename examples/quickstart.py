@@ -7,7 +7,7 @@ model too; each configuration keeps one checkpoint (DyHPO removes the ones a new
 replaced). The study stops after a total budget of epochs.
 
 Run:
-    python examples/quickstart.py             # 70-85 s on 2 CPU cores
+    python examples/quickstart.py             # about 1 min on 2 CPU cores
     python examples/quickstart.py --smoke     # a few seconds (used by the tests)
 
 Then look at the race in optuna-dashboard (also while it runs: the DyHPO plots and the study
