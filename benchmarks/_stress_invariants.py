@@ -90,7 +90,9 @@ def check_invariants(
     """Check a finished DyHPO study from its storage alone; return the violations.
 
     (a) every trial has at most one non-crashed continuation; (b) every configuration ended
-    paused, completed, stopped, diverged or crashed (no trial RUNNING or WAITING), every paused
+    paused, completed, stopped, diverged or crashed (no trial RUNNING, and no trial WAITING that
+    DyHPO had started; an enqueued trial no worker reached before the budget ran out holds no
+    configuration and is left to the user), every paused
     trial is either continued or its configuration's resumable end (with a checkpoint at its
     last step), and every crashed continuation's configuration is paused again or was resumed
     afterwards; (c) each configuration's curve is contiguous: segments chain through their
@@ -132,7 +134,7 @@ def _check(trials: list[FrozenTrial], max_budget: int, require_recovery: bool) -
 
     # States, (e) failures and statuses.
     for t in trials:
-        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+        if t.state == TrialState.RUNNING or (t.state == TrialState.WAITING and t.number in segs):
             errors.append(f"(b) trial {t.number} is still {t.state.name}")
         status = t.user_attrs.get(USER_STATUS)
         # FAIL with the status of a finished objective: killed after DyHPO's after_trial and
