@@ -165,12 +165,15 @@ def _install(engine: DecisionEngine, cache: ModelCache) -> None:
     assert pending is not None
     t0 = time.perf_counter()
     fitter = engine.fitter()
+    in_helper = fitter is not None
     try:
         if fitter is None:
             raise BackgroundFitError("the fit helper was stopped")
         outcome = fitter.result(pending.job)
     except BackgroundFitError as err:
-        engine.stop_background_fits(str(err))
+        if fitter is not None:
+            engine.stop_background_fits(str(err))
+        in_helper = False
         outcome = pending.job.fit_here()
     engine.stats.fit_seconds += time.perf_counter() - t0
     engine.stats.background_fit_seconds += outcome.seconds
@@ -182,7 +185,7 @@ def _install(engine: DecisionEngine, cache: ModelCache) -> None:
         return
     cache.surrogate = outcome.surrogate
     cache.fits += 1
-    engine.stats.background_fits += 1
+    engine.stats.background_fits += int(in_helper)
     if pending.job.warm:
         engine.stats.warm_fits += 1
     else:
