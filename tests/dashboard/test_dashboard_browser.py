@@ -6,9 +6,10 @@ free loopback port in a background thread. The browser is Debian's Chromium driv
 ``bash scripts/install-browser.sh``. Outside CI, the browser test is skipped when Chromium or
 Playwright is missing; with ``CI=true`` it fails instead.
 
-Screenshots go to ``test-output/`` (gitignored). ``python tests/dashboard/test_dashboard_browser.py
---docs-image`` regenerates ``docs/images/dashboard.png`` and ``docs/images/dashboard-note.png``
-from a 120-epoch quickstart study.
+Screenshots go to ``test-output/`` (gitignored). ``PYTHONPATH=. python
+tests/dashboard/test_dashboard_browser.py --docs-image`` (from the repository root) regenerates
+``docs/images/dashboard.png`` and ``docs/images/dashboard-note.png`` from a 120-epoch quickstart
+study.
 """
 
 from __future__ import annotations
