@@ -21,6 +21,7 @@ from optuna_dyhpo._warnings import ModelPending
 if TYPE_CHECKING:
     from optuna_dyhpo._engine import DecisionEngine
     from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._gp import Surrogate
 
 _logger = get_logger("engine")
 
@@ -52,16 +53,13 @@ def refit(
         and n_obs - 1 - improved_at >= patience
         and cache.last_scratch_obs < improved_at + patience
     )
-    grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
     # About to fit: another process may have published a fit on more observations.
-    if (cache.surrogate is None or restart or n_obs - cache.fit_obs >= grow) and (
+    if (cache.surrogate is None or restart or _refit_due(engine, cache, n_obs, n_pending)) and (
         engine.models is not None and engine.models.adopt(cache, n_obs, dim)
     ):
         engine.stats.adopted_models += 1
         restart = restart and cache.last_scratch_obs < improved_at + patience
-    due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
-        1 + n_pending
-    )
+    due = _refit_due(engine, cache, n_obs, n_pending)
     if (
         engine.models is not None
         and not cache.scratch_next
@@ -72,7 +70,7 @@ def refit(
             raise ModelPending("another worker is fitting the study's first model")
         return
     if s.fit_in_background and cache.surrogate is not None and engine.fitter() is not None:
-        _schedule(engine, cache, table, lookahead, n_pending, n_obs, restart)
+        _schedule(engine, cache, table, lookahead, n_pending, dim, n_obs, restart)
         return
     fits = engine.stats.scratch_fits + engine.stats.warm_fits
     t0 = time.perf_counter()
@@ -95,20 +93,15 @@ def _fit_now(
     n_obs: int,
     restart: bool,
 ) -> None:
-    from optuna_dyhpo._gp import Surrogate
-
-    s = engine.settings
     try:
         if cache.surrogate is None or cache.scratch_next or restart:
-            surrogate = Surrogate(dim, engine.seed + 7919 * n_obs, s.surrogate)
+            surrogate = _scratch_surrogate(engine, dim, n_obs)
             surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
             cache.fits += 1
             cache.surrogate, cache.scratch_next = surrogate, False
             cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
             engine.stats.scratch_fits += 1
-        elif n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
-            1 + n_pending
-        ):
+        elif _refit_due(engine, cache, n_obs, n_pending):
             try:
                 cache.surrogate.fit(*fit_rows(cache.surrogate, table, lookahead), warm_start=True)
                 cache.fits += 1
@@ -124,37 +117,45 @@ def _fit_now(
         raise
 
 
+def _refit_due(engine: DecisionEngine, cache: ModelCache, n_obs: int, n_pending: int) -> bool:
+    """Whether enough observations arrived since the last fit for a (warm) refit."""
+    s = engine.settings
+    grow = max(s.refit_every, s.refit_growth * cache.fit_obs) * (1 + n_pending)
+    return n_obs - cache.fit_obs >= grow
+
+
+def _scratch_surrogate(engine: DecisionEngine, dim: int, n_obs: int) -> Surrogate:
+    """A fresh surrogate for a fit from scratch at ``n_obs`` observations (seeded by them)."""
+    from optuna_dyhpo._gp import Surrogate
+
+    return Surrogate(dim, engine.seed + 7919 * n_obs, engine.settings.surrogate)
+
+
 def _schedule(
     engine: DecisionEngine,
     cache: ModelCache,
     table: CurveTable,
     lookahead: bool,
     n_pending: int,
+    dim: int,
     n_obs: int,
     restart: bool,
 ) -> None:
     """Start the fit :func:`_fit_now` would make in the background helper, if one is due;
     the rows and the seed are those of a fit now, the bookkeeping is that of a fit now (so no
     second fit is started), the surrogate changes only in :func:`_install`."""
-    from optuna_dyhpo._gp import Surrogate
-
-    s = engine.settings
     fitter = engine.fitter()
     assert fitter is not None and cache.surrogate is not None
-    due = n_obs - cache.fit_obs >= max(s.refit_every, s.refit_growth * cache.fit_obs) * (
-        1 + n_pending
-    )
     if cache.scratch_next or restart:
-        surrogate = Surrogate(cache.surrogate.n_params, engine.seed + 7919 * n_obs, s.surrogate)
-        warm = False
+        surrogate, warm = _scratch_surrogate(engine, dim, n_obs), False
         cache.last_scratch_obs, cache.scratch_next = n_obs, False
-    elif due:
+    elif _refit_due(engine, cache, n_obs, n_pending):
         surrogate, warm = cache.surrogate, True
     else:
         return
     job = fitter.submit(surrogate, *fit_rows(surrogate, table, lookahead), warm)
     cache.fit_obs = n_obs
-    cache.pending = PendingFit(job, n_obs + s.background_lag)
+    cache.pending = PendingFit(job, n_obs + engine.settings.background_lag)
 
 
 def _install(engine: DecisionEngine, cache: ModelCache) -> None:

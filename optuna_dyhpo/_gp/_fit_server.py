@@ -84,14 +84,22 @@ class FitJob:
 
     def fit_here(self) -> FitOutcome:
         """Run the fit in this process instead (when the helper failed)."""
-        from optuna_dyhpo._warnings import FitError
+        return _fit(self.surrogate, self.inputs, self.targets, self.warm)
 
-        t0 = time.perf_counter()
-        try:
-            self.surrogate.fit(self.inputs, self.targets, warm_start=self.warm)
-        except FitError as err:
-            return FitOutcome(self.surrogate, str(err), time.perf_counter() - t0)
-        return FitOutcome(self.surrogate, None, time.perf_counter() - t0)
+
+def _fit(
+    surrogate: Surrogate, inputs: SurrogateInputs, targets: torch.Tensor, warm: bool
+) -> FitOutcome:
+    """Fit ``surrogate`` in this process (the helper's work, or the fallback's)."""
+    from optuna_dyhpo._warnings import FitError
+
+    t0 = time.perf_counter()
+    error = None
+    try:
+        surrogate.fit(inputs, targets, warm_start=warm)
+    except FitError as err:
+        error = str(err)
+    return FitOutcome(surrogate, error, time.perf_counter() - t0)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -200,8 +208,6 @@ def main() -> None:
     """The helper's loop: fit what arrives on standard input until it closes."""
     import torch
 
-    from optuna_dyhpo._warnings import FitError
-
     torch.set_num_threads(1)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed may corrupt the replies
@@ -210,13 +216,8 @@ def main() -> None:
             surrogate, inputs, targets, warm = _receive(requests)
         except EOFError:
             return
-        t0 = time.perf_counter()
-        error = None
-        try:
-            surrogate.fit(inputs, targets, warm_start=warm)
-        except FitError as err:
-            error = str(err)
-        _send(replies, (surrogate, error, time.perf_counter() - t0))
+        outcome = _fit(surrogate, inputs, targets, warm)
+        _send(replies, (outcome.surrogate, outcome.error, outcome.seconds))
 
 
 if __name__ == "__main__":
