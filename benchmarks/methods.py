@@ -328,6 +328,11 @@ def run_dyhpo_rung(ctx: RunContext) -> dict[str, Any]:
     return run_dyhpo(ctx, acquisition="rung")
 
 
+def run_dyhpo_multi_horizon(ctx: RunContext) -> dict[str, Any]:
+    """:func:`run_dyhpo` with ``DyHPOSampler(acquisition="multi-horizon")``."""
+    return run_dyhpo(ctx, acquisition="multi-horizon")
+
+
 def run_dyhpo_background(ctx: RunContext) -> dict[str, Any]:
     """:func:`run_dyhpo` with ``DyHPOSampler(fit_in_background=True)``."""
     return run_dyhpo(ctx, fit_in_background=True)
@@ -585,6 +590,13 @@ METHODS: dict[str, Method] = {
             _warm_up_dyhpo,
         ),
         Method(
+            "dyhpo-mh",
+            CONTINUATION,
+            'DyHPOSampler(acquisition="multi-horizon") + DyHPOPruner',
+            run_dyhpo_multi_horizon,
+            _warm_up_dyhpo,
+        ),
+        Method(
             "dyhpo-bg",
             CONTINUATION,
             "DyHPOSampler(fit_in_background=True) + DyHPOPruner",
@@ -624,7 +636,7 @@ METHODS: dict[str, Method] = {
 def check_available(name: str) -> str | None:
     """Return None if method ``name`` can run here, else the reason it cannot."""
     try:
-        if name in ("dyhpo", "dyhpo-rung", "dyhpo-bg"):
+        if name in ("dyhpo", "dyhpo-rung", "dyhpo-mh", "dyhpo-bg"):
             _import_dyhpo()
         elif name == "smac-mf":
             _import_smac()

@@ -105,11 +105,17 @@ def run(
     background: bool = False,
     epoch_seconds: float = 0.0,
     work: str = "sleep",
+    acquisition: str = "lookahead",
 ) -> dict[str, Any]:
     storage: str | None = None
     if storage_kind == "sqlite":
         storage = f"sqlite:///{tempfile.mkdtemp()}/overhead.db"
-    sampler = DyHPOSampler(MAX_BUDGET, seed=seed, fit_in_background=background)
+    sampler = DyHPOSampler(
+        MAX_BUDGET,
+        seed=seed,
+        fit_in_background=background,
+        acquisition=acquisition,  # type: ignore[arg-type]
+    )
     pruner = DyHPOPruner()
     study = optuna.create_study(
         direction="maximize", storage=storage, sampler=sampler, pruner=pruner
@@ -148,6 +154,7 @@ def run(
         "seed": seed,
         "storage": storage_kind,
         "fit_in_background": background,
+        "acquisition": acquisition,
         "epoch_seconds": epoch_seconds,
         "epoch_work": work,
         "epochs": epochs_spent(study),
@@ -177,6 +184,11 @@ def main() -> None:
     parser.add_argument("--fit-in-background", action="store_true")
     parser.add_argument("--epoch-seconds", type=float, default=0.0)
     parser.add_argument("--epoch-work", choices=["sleep", "cpu"], default="sleep")
+    parser.add_argument(
+        "--acquisition",
+        choices=["lookahead", "multi-horizon", "rung", "next-step"],
+        default="lookahead",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -188,6 +200,7 @@ def main() -> None:
             args.fit_in_background,
             args.epoch_seconds,
             args.epoch_work,
+            args.acquisition,
         )
         for s in args.seeds
     ]

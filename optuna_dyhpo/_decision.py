@@ -72,7 +72,10 @@ class EngineSettings:
             from rows looking several steps ahead) over the best value observed; ``"rung"``:
             of its value at ``horizon`` times its next budget (capped at ``max_budget``) over
             the best value observed at that budget, so it looks past slow starts without
-            judging every configuration by a far extrapolation.
+            judging every configuration by a far extrapolation; ``"multi-horizon"``: like
+            ``"lookahead"``, but at its next budget, 3 and 9 times that and ``max_budget``, the
+            best of the four (a lower bound on the expected improvement of the best value along
+            the rest of its curve, which also holds when curves peak early).
         horizon: How far ``"rung"`` looks ahead, as a multiple of the next budget.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
         fit_in_background: Refits (all fits but a study's first) run in a helper process
@@ -95,7 +98,7 @@ class EngineSettings:
     stagnation: float = 1.2
     incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
     hyperband_brackets: bool = True
-    acquisition: Literal["next-step", "lookahead", "rung"] = "lookahead"
+    acquisition: Literal["next-step", "lookahead", "rung", "multi-horizon"] = "lookahead"
     horizon: int = 3
     surrogate: SurrogateSettings | None = None
     fit_in_background: bool = False

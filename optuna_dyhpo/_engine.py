@@ -33,6 +33,8 @@ from optuna_dyhpo._model_cache import arrival_keys
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
 from optuna_dyhpo._refit import refit
+from optuna_dyhpo._scores import lookahead_scores
+from optuna_dyhpo._scores import step_scores
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._warnings import FitError
@@ -281,7 +283,6 @@ class DecisionEngine:
         import torch
 
         from optuna_dyhpo._gp import CurveTable
-        from optuna_dyhpo._gp import log_expected_improvement
 
         s = self.settings
         for c in observed:
@@ -329,36 +330,10 @@ class DecisionEngine:
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)
-        n_fresh = int(fresh_x.shape[0])
-        # Which step each candidate is judged at (existing ones, then fresh ones), and against
-        # what. Next step: its next budget, against the best value observed at that budget
-        # (the paper). Look-ahead: the maximum budget, against the best value observed (as
-        # DPL and ifBO do). Rung: ``horizon`` times its next budget (capped at the maximum),
-        # against the best value observed at that budget (else the best observed anywhere).
-        if s.acquisition == "lookahead":
-            targets = torch.full((len(existing) + n_fresh,), s.max_budget, dtype=torch.long)
+        if s.acquisition in ("lookahead", "multi-horizon"):
+            log_ei = lookahead_scores(s, table, cache, idx, fresh_x)
         else:
-            factor = s.horizon if s.acquisition == "rung" else 1
-            nxt = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
-            targets = torch.clamp(factor * nxt, max=s.max_budget)
-        fresh_target = int(targets[-1]) if n_fresh else 1
-        if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
-            cache.fresh_pred = (
-                cache.conditioned,
-                *surrogate.predict(table.fresh_rows(fresh_x, fresh_target)),
-            )
-        _, mean_f, std_f = cache.fresh_pred
-        if len(existing):
-            mean_e, std_e = surrogate.predict(table.next_step_rows(idx, targets[: len(existing)]))
-        else:
-            mean_e = std_e = torch.zeros(0, dtype=torch.float64)
-        if s.acquisition == "lookahead":
-            incumbent = torch.full_like(targets, table.best(), dtype=torch.float64)
-        else:
-            incumbent = table.incumbents(targets, cumulative=s.incumbent == "up-to-budget")
-        log_ei = log_expected_improvement(
-            torch.cat([mean_e, mean_f]), torch.cat([std_e, std_f]), incumbent
-        )
+            log_ei = step_scores(s, table, cache, idx, fresh_x)
         self.stats.predict_seconds += time.perf_counter() - t0
         best = int(torch.argmax(log_ei))
         score = float(log_ei[best])

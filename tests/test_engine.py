@@ -347,6 +347,45 @@ def test_rung_decisions_are_valid(maximize: bool, seed: int) -> None:
         assert d.config_id is not None and d.budget == configs[d.config_id].last_step + 1
 
 
+@pytest.mark.parametrize("maximize", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multi_horizon_scores_each_candidate_at_least_as_high_as_the_lookahead(
+    monkeypatch: pytest.MonkeyPatch, maximize: bool, seed: int
+) -> None:
+    """The multi-horizon score is the best log EI over budgets that include ``max_budget``,
+    against the same incumbent and with the same model: never below the look-ahead's score
+    (up to rounding), and its decisions are valid steps."""
+    import torch
+
+    import optuna_dyhpo._engine as engine_module
+    from optuna_dyhpo._scores import lookahead_scores
+
+    scores: dict[str, torch.Tensor] = {}
+
+    def spy(s, table, cache, idx, fresh_x):  # type: ignore[no-untyped-def]
+        scores[s.acquisition] = lookahead_scores(s, table, cache, idx, fresh_x)
+        return scores[s.acquisition]
+
+    monkeypatch.setattr(engine_module, "lookahead_scores", spy)
+    configs = _configs(1.0 if maximize else -1.0)
+    configs[0].status = "running"
+    configs[9].curve = configs[9].curve[:1]
+    for acquisition in ("lookahead", "multi-horizon"):
+        settings = EngineSettings(
+            10,
+            n_startup_configs=3,
+            n_candidates=64,
+            promotion_probability=0,
+            acquisition=acquisition,  # type: ignore[arg-type]
+        )
+        d = DecisionEngine(settings, seed=seed).decide(configs, maximize=maximize, running=0)
+        assert d.reason == "ei" and math.isfinite(d.log_ei)
+        if d.kind != "fresh":
+            assert d.config_id is not None and d.budget == configs[d.config_id].last_step + 1
+    assert scores["multi-horizon"].shape == scores["lookahead"].shape
+    assert torch.all(scores["multi-horizon"] >= scores["lookahead"] - 1e-9)
+
+
 @pytest.mark.parametrize("horizon", [1, 3, 9])
 def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
     monkeypatch: pytest.MonkeyPatch, horizon: int

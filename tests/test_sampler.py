@@ -134,6 +134,11 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
             {"max_budget": 5, "fit_in_background": 1},
             "`fit_in_background` must be True or False, but got 1",
         ),
+        (
+            {"max_budget": 5, "acquisition": "far"},
+            "`acquisition` must be 'lookahead', 'rung', 'next-step' or 'multi-horizon', "
+            "but got 'far'",
+        ),
     ],
 )
 def test_sampler_validates_its_arguments(kwargs: dict, fragment: str) -> None:

@@ -6,7 +6,11 @@ Nothing in this package knows about Optuna studies or trials; everything takes a
 
 from __future__ import annotations
 
+from optuna_dyhpo._gp._acquisition import LOOKAHEAD_FACTORS
+from optuna_dyhpo._gp._acquisition import best_over_budgets
+from optuna_dyhpo._gp._acquisition import distinct_budgets
 from optuna_dyhpo._gp._acquisition import log_expected_improvement
+from optuna_dyhpo._gp._acquisition import lookahead_budgets
 from optuna_dyhpo._gp._data import CurveTable
 from optuna_dyhpo._gp._data import SurrogateInputs
 from optuna_dyhpo._gp._data import normalise_targets
@@ -16,12 +20,16 @@ from optuna_dyhpo._gp._model import SurrogateSettings
 from optuna_dyhpo._gp._model import small_math
 
 __all__ = [
+    "LOOKAHEAD_FACTORS",
     "CurveTable",
     "FitError",
     "Surrogate",
     "SurrogateInputs",
     "SurrogateSettings",
+    "best_over_budgets",
+    "distinct_budgets",
     "log_expected_improvement",
+    "lookahead_budgets",
     "normalise_targets",
     "small_math",
 ]

@@ -1,7 +1,9 @@
-"""Expected improvement in log space, accurate over the whole real line."""
+"""Expected improvement in log space, accurate over the whole real line, and the budgets the
+look-ahead acquisitions judge a candidate at."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 
 import torch
@@ -130,3 +132,41 @@ def log_expected_improvement(
     std = std.clamp_min(1e-9)
     z = (mean - incumbent) / std
     return torch.log(std) + _log_h(z)
+
+
+# Multiples of a candidate's next budget the look-ahead judges it at (besides the maximum).
+LOOKAHEAD_FACTORS = (1, 3, 9)
+
+
+def lookahead_budgets(
+    next_budget: torch.Tensor, max_budget: int, factors: Sequence[int] = LOOKAHEAD_FACTORS
+) -> torch.Tensor:
+    """The budgets the look-ahead judges each candidate at, shape ``(n, len(factors) + 1)``.
+
+    Row ``i`` holds ``f * next_budget[i]`` for each of the increasing ``factors``, capped at
+    ``max_budget``, then ``max_budget``: non-decreasing, so a repeated budget (a capped one)
+    sits next to its twin (see :func:`distinct_budgets`). No factors: ``max_budget`` only.
+    """
+    columns = [torch.clamp(f * next_budget, max=max_budget) for f in factors]
+    columns.append(torch.full_like(next_budget, max_budget))
+    return torch.stack(columns, dim=1)
+
+
+def distinct_budgets(budgets: torch.Tensor) -> torch.Tensor:
+    """Mask of the entries of :func:`lookahead_budgets` that differ from their left
+    neighbour (the first column always counts): each distinct budget is predicted once."""
+    keep = torch.ones_like(budgets, dtype=torch.bool)
+    keep[:, 1:] = budgets[:, 1:] != budgets[:, :-1]
+    return keep
+
+
+def best_over_budgets(log_ei: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per row, the largest of the ``log_ei`` values (shape ``(n, h)``) where ``keep``.
+
+    The improvement a configuration can bring is the best value along the rest of its curve
+    (the best checkpoint counts), and the expected improvement of that maximum is at least
+    the expected improvement of its value at any one budget: the largest of them is a lower
+    bound that still holds when a curve peaks before the maximum budget (overfitting, a loss
+    that turns up), where judging only the value at the maximum budget would not.
+    """
+    return torch.where(keep, log_ei, -math.inf).max(dim=1).values

@@ -158,3 +158,39 @@ def test_prefers_uncertainty_at_equal_mean() -> None:
         torch.tensor(0.5, dtype=torch.float64),
     )
     assert got[1] > got[0]
+
+
+def test_lookahead_budgets_are_capped_non_decreasing_and_end_at_the_maximum() -> None:
+    from optuna_dyhpo._gp import lookahead_budgets
+
+    nxt = torch.tensor([1, 2, 4, 12, 30])
+    budgets = lookahead_budgets(nxt, 30)
+    assert budgets.tolist() == [
+        [1, 3, 9, 30],
+        [2, 6, 18, 30],
+        [4, 12, 30, 30],
+        [12, 30, 30, 30],
+        [30, 30, 30, 30],
+    ]
+    assert lookahead_budgets(nxt, 30, ()).tolist() == [[30]] * 5
+    assert torch.all(budgets[:, 1:] >= budgets[:, :-1])
+
+
+def test_each_distinct_budget_is_scored_once_and_the_best_one_counts() -> None:
+    from optuna_dyhpo._gp import best_over_budgets
+    from optuna_dyhpo._gp import distinct_budgets
+    from optuna_dyhpo._gp import lookahead_budgets
+
+    budgets = lookahead_budgets(torch.tensor([1, 4, 30]), 30)
+    keep = distinct_budgets(budgets)
+    assert keep.tolist() == [
+        [True, True, True, True],
+        [True, True, True, False],
+        [True, False, False, False],
+    ]
+    # A masked entry never wins, however large; otherwise the largest log EI counts.
+    log_ei = torch.tensor(
+        [[-3.0, -1.0, -2.0, -5.0], [-4.0, -6.0, -7.0, 100.0], [-2.0, 50.0, 50.0, 50.0]],
+        dtype=torch.float64,
+    )
+    assert best_over_budgets(log_ei, keep).tolist() == [-1.0, -4.0, -2.0]
