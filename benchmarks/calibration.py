@@ -94,29 +94,28 @@ def calibrate(
     import torch
 
     from optuna_dyhpo._candidates import current_space
-    from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._decision import EngineSettings
     from optuna_dyhpo._gp import Surrogate
+    from optuna_dyhpo._model_cache import ModelCache
+    from optuna_dyhpo._model_cache import curve_table
     from optuna_dyhpo._model_cache import fit_rows
     from optuna_dyhpo._search_space import SearchSpaceEncoder
 
-    observed = [c for c in configs if c.curve]
+    # The engine's default settings, rows and conditioning (diverged configurations included).
+    settings = EngineSettings(family.max_epochs)
+    lookahead = settings.acquisition != "next-step"
+    observed = [c for c in configs if c.curve or c.status == "diverged"]
     if len(observed) < 2:
         raise ValueError("calibration needs at least two observed configurations")
     sign = 1.0 if family.direction == "maximize" else -1.0
-    space = current_space(observed)
+    space = current_space([c for c in observed if c.curve])
     encoder = SearchSpaceEncoder(space)
     x = torch.tensor([encoder.encode(c.params) for c in observed], dtype=torch.float64)
-    # Arrival order as the engine keys it: the trial that trained each step, then the step.
-    width = family.max_epochs + 1
-    recency = [
-        [t * width + b for b, t in enumerate(c.step_trials or [c.config_id] * c.last_step, 1)]
-        for c in observed
-    ]
-    table = CurveTable.build(x, [c.curve for c in observed], recency, sign, family.max_epochs)
-    surrogate = Surrogate(encoder.dim, model_seed)
-    surrogate.fit(*fit_rows(surrogate, table, True), warm_start=False)
-    rows, targets = table.training_rows(True, table.conditioning_subset(500, True))
-    surrogate.condition(rows, targets)
+    table = curve_table(observed, x, sign, family.max_epochs, ModelCache())
+    surrogate = Surrogate(encoder.dim, model_seed, settings.surrogate)
+    surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
+    keep = table.conditioning_subset(settings.max_rows, lookahead)
+    surrogate.condition(*table.training_rows(lookahead, keep))
 
     # Random configurations as the objective builds them (conditional spaces included).
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + 1))

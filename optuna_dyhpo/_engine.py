@@ -29,7 +29,7 @@ from optuna_dyhpo._decision import EngineSettings
 from optuna_dyhpo._decision import EngineStats
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._model_cache import ModelCache
-from optuna_dyhpo._model_cache import arrival_keys
+from optuna_dyhpo._model_cache import curve_table
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
 from optuna_dyhpo._refit import refit
@@ -173,9 +173,7 @@ class DecisionEngine:
             if chosen is not None:
                 self.stats.promotions += 1
                 return self._step_to(chosen, running, math.nan, "successive halving")
-        # A diverged configuration informs the model too: its non-finite step counts as the
-        # worst value observed (else the model never learns where training diverges, and
-        # keeps proposing configurations there).
+        # A diverged configuration informs the model too (see ``curve_table``).
         modelled = [c for c in ordered if c.curve or c.status == "diverged"]
         from optuna_dyhpo._gp import small_math
 
@@ -282,8 +280,6 @@ class DecisionEngine:
     ) -> Decision:
         import torch
 
-        from optuna_dyhpo._gp import CurveTable
-
         s = self.settings
         for c in observed:
             if c.config_id not in cache.x_by_config:
@@ -291,12 +287,7 @@ class DecisionEngine:
         x_cfg = torch.tensor(
             [cache.x_by_config[c.config_id] for c in observed], dtype=torch.float64
         ).reshape(len(observed), encoder.dim)
-        recency = [arrival_keys(c, s.max_budget + 1, cache) for c in observed]
-        worst = min((sign * v for c in observed for v in c.curve), default=0.0)
-        curves = [
-            c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed
-        ]
-        table = CurveTable.build(x_cfg, curves, recency, sign, s.max_budget)
+        table = curve_table(observed, x_cfg, sign, s.max_budget, cache)
         n_obs = int(table.lengths.sum())
         lookahead = s.acquisition != "next-step"
         self._fit(cache, table, lookahead, len(pending), encoder.dim)
@@ -305,7 +296,7 @@ class DecisionEngine:
 
         row_of = {c.config_id: i for i, c in enumerate(observed)}
         data_key = (
-            tuple((c.config_id, len(r)) for c, r in zip(observed, recency, strict=True)),
+            tuple((c.config_id, n) for c, n in zip(observed, table.lengths.tolist(), strict=True)),
             cache.fits,
         )
         pending_key = tuple((c.config_id, c.last_step) for c in pending)

@@ -80,3 +80,22 @@ def arrival_keys(c: Configuration, width: int, cache: ModelCache) -> list[int]:
         held = (key, [t * width + b for b, t in enumerate(owners(c), 1)])
         cache.recency[c.config_id] = held
     return held[1]
+
+
+def curve_table(
+    observed: Sequence[Configuration],
+    x: torch.Tensor,
+    sign: float,
+    max_budget: int,
+    cache: ModelCache,
+) -> CurveTable:
+    """The surrogate's view of the ``observed`` configurations (encoded as ``x``): their
+    curves in arrival order. A diverged configuration informs the model too: its non-finite
+    step counts as the worst value observed (else the model never learns where training
+    diverges, and keeps proposing configurations there)."""
+    from optuna_dyhpo._gp import CurveTable
+
+    recency = [arrival_keys(c, max_budget + 1, cache) for c in observed]
+    worst = min((sign * v for c in observed for v in c.curve), default=0.0)
+    curves = [c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed]
+    return CurveTable.build(x, curves, recency, sign, max_budget)

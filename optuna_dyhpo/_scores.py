@@ -89,13 +89,8 @@ def lookahead_scores(
         log_ei_e[rows, cols] = log_expected_improvement(mean_e, std_e, incumbent)
     if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
         # Every fresh candidate starts at budget 1: the same few budgets for all.
-        fresh_budgets = sorted(
-            set(
-                lookahead_budgets(torch.ones(1, dtype=torch.long), s.max_budget, factors)[
-                    0
-                ].tolist()
-            )
-        )
+        one = torch.ones(1, dtype=torch.long)
+        fresh_budgets = lookahead_budgets(one, s.max_budget, factors).unique().tolist()
         means, stds = zip(
             *(surrogate.predict(table.fresh_rows(fresh_x, b)) for b in fresh_budgets),
             strict=True,

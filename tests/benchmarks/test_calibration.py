@@ -13,6 +13,7 @@ from benchmarks.calibration import calibrate
 from benchmarks.calibration import load_run
 from benchmarks.calibration import spearman
 from benchmarks.families import FAMILIES
+from benchmarks.families import CurveFamily
 from benchmarks.families import from_unit
 from optuna_dyhpo import Configuration
 
@@ -24,7 +25,7 @@ def test_spearman_is_one_for_the_same_order_and_minus_one_for_the_reverse() -> N
     assert math.isnan(spearman(a, np.ones(4)))
 
 
-def _configs(kind: str, seed: int, n: int) -> tuple[object, list[Configuration]]:
+def _configs(kind: str, seed: int, n: int) -> tuple[CurveFamily, list[Configuration]]:
     family = FAMILIES[kind]()
     space = family.search_space()
     rng = np.random.default_rng(seed)
@@ -42,8 +43,8 @@ def _configs(kind: str, seed: int, n: int) -> tuple[object, list[Configuration]]
 
 def test_calibration_reports_valid_figures_at_every_budget() -> None:
     family, configs = _configs("crossing", 0, 24)
-    result = calibrate(family, 0, configs, [1, 5, family.max_epochs], n_samples=40)  # type: ignore[arg-type]
-    assert [c.budget for c in result] == [1, 5, family.max_epochs]  # type: ignore[attr-defined]
+    result = calibrate(family, 0, configs, [1, 5, family.max_epochs], n_samples=40)
+    assert [c.budget for c in result] == [1, 5, family.max_epochs]
     for c in result:
         assert -1.0 <= c.rank_correlation <= 1.0
         assert c.median_abs_z >= 0.0 and 0.0 <= c.coverage95 <= 1.0
