@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import math
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -21,8 +20,6 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_dyhpo import _mistakes
-from optuna_dyhpo._budget import budget_reached
-from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._engine import Decision
 from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._engine import EngineSettings
@@ -33,12 +30,11 @@ from optuna_dyhpo._liveness import first_heartbeat
 from optuna_dyhpo._liveness import install_optimize_hooks
 from optuna_dyhpo._liveness import prepare_storage
 from optuna_dyhpo._logging import get_logger
+from optuna_dyhpo._planning import plan_trial
+from optuna_dyhpo._planning import stop_resume
 from optuna_dyhpo._shared_model import SharedModels
-from optuna_dyhpo._state import BUDGET_SPENT
 from optuna_dyhpo._state import PAUSED_KEY
 from optuna_dyhpo._state import SEGMENT_KEY
-from optuna_dyhpo._state import USER_CONFIG
-from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import finished_status
@@ -48,7 +44,6 @@ from optuna_dyhpo._study_io import model_attribute
 from optuna_dyhpo._validation import check_bool
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import OncePerStudy
-from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -286,11 +281,11 @@ class DyHPOSampler(BaseSampler):
             except (ValueError, TypeError):
                 pass
             if resumed:
-                self._stop_resume(
+                stop_resume(
                     trial, f"its '{param_name}' is {value!r}, outside {param_distribution}"
                 )
         elif resumed:
-            self._stop_resume(trial, f"it was trained without parameter '{param_name}'")
+            stop_resume(trial, f"it was trained without parameter '{param_name}'")
         # One generator per trial, seeded by its number: every parameter gets its own draw,
         # runs are reproducible, and workers given the same seed still draw differently. The
         # seed is hashed (SeedSequence): Mersenne Twisters seeded with consecutive integers
@@ -300,20 +295,6 @@ class DyHPOSampler(BaseSampler):
             seed = int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
             random = self._random[trial._trial_id] = RandomSampler(seed=seed)
         return random.sample_independent(study, trial, param_name, param_distribution)
-
-    @staticmethod
-    def _stop_resume(trial: FrozenTrial, why: str) -> None:
-        """A resumed configuration keeps exactly its parameters (its checkpoint was trained
-        with them): when the objective now asks for something else, the continuation stops
-        before training and the configuration is never resumed again."""
-        seg = trial.system_attrs[SEGMENT_KEY]
-        message = (
-            f"Trial {trial.number} does not resume configuration {seg['config']}: {why}. "
-            "The configuration is stopped (a resumed configuration keeps exactly its "
-            "parameters); new configurations use the new search space."
-        )
-        warn_once(_logger, message)
-        raise optuna.TrialPruned(message)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         try:
@@ -338,19 +319,6 @@ class DyHPOSampler(BaseSampler):
             # at its first suggestion and `study.optimize` goes on (`_liveness`).
             self._lost.add(trial._trial_id)
 
-    def _budget_spent(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        """Whether this ``study.optimize``'s budget is already spent (another worker spent it
-        while this one was between trials, or the call was given a budget the study has
-        spent); if so the study stops and the trial trains nothing."""
-        spent = self._epochs_spent(study)
-        budget = budget_reached(study, spent)
-        if budget is None:
-            return False
-        budget.stop(study, spent)
-        self._over_budget.add(trial._trial_id)
-        study._storage.set_trial_user_attr(trial._trial_id, USER_STATUS, BUDGET_SPENT)
-        return True
-
     def _epochs_spent(self, study: optuna.Study) -> int:
         """:func:`~optuna_dyhpo.epochs_spent`, from the incremental read."""
         return sum(len(s.new_steps) for s in self._reader.segments(study, foreign=True))
@@ -364,44 +332,7 @@ class DyHPOSampler(BaseSampler):
         self._start_notes.pop(trial_id, None)
 
     def _plan_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        storage = study._storage
-        if SEGMENT_KEY in trial.system_attrs:
-            # Copied from another trial (e.g. by RetryFailedTrialCallback). DyHPO recovers
-            # crashed configurations itself, so this trial is planned afresh.
-            _logger.warning(
-                f"Trial {trial.number} carries copied DyHPO attributes; ignoring them "
-                "(DyHPO resumes crashed configurations itself)."
-            )
-            del trial.system_attrs[SEGMENT_KEY]
-        if "fixed_params" not in trial.system_attrs and self._budget_spent(study, trial):
-            return
-        if "fixed_params" in trial.system_attrs:
-            decision = Decision(
-                "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
-            )
-        else:
-            for _ in range(3):
-                configs = self._configurations(study)
-                decision = self._decide(study, configs, running=None)
-                if self._budget_spent(study, trial):  # spent by others during a slow decision
-                    return
-                if decision.kind != "resume":
-                    break
-                assert decision.config_id is not None
-                if claim_continuation(self, study, trial, configs[decision.config_id], decision):
-                    return
-                # Another worker resumed it first: decide again on fresh data.
-            else:
-                decision = Decision("fresh", None, None, 1, math.nan, "claims lost")
-        self._plans[trial._trial_id] = dict(decision.params or {})
-        segment = {"config": trial.number, "start": 1, "parent": None}
-        storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
-        trial.system_attrs[SEGMENT_KEY] = segment
-        storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, trial.number)
-        storage.set_trial_user_attr(trial._trial_id, USER_START, 1)
-        why = f"{decision.reason}, log EI {decision.log_ei:.3g}"
-        self._start_notes[trial._trial_id] = f"new; {why}"
-        _logger.debug(f"Trial {trial.number} starts a new configuration ({why}).")
+        plan_trial(self, study, trial)
 
     def after_trial(
         self,

@@ -6,6 +6,7 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
+from optuna_dyhpo.visualization import _format
 from optuna_dyhpo.visualization import _utils
 
 if TYPE_CHECKING:
@@ -63,15 +64,15 @@ def plot_learning_curves(
         ValueError: If the study is multi-objective, ``top_k`` is below 1 or ``clip_quantile``
             is outside ``[0, 0.5)``.
     """
-    _utils.check_top_k(top_k)
-    _utils.check_clip_quantile(clip_quantile)
+    _format.check_top_k(top_k)
+    _format.check_clip_quantile(clip_quantile)
     go = _utils.import_plotly_go()
     data = _utils.read_study(study)
     minimize = data.direction == StudyDirection.MINIMIZE
     configs = [c for c in data.configs if c.curve]
     best = {c.config_id: c.best_value(data.direction) for c in configs}
-    all_ranks = _utils.ranks(configs, data.direction)
-    top = set(_utils.highlighted([c.config_id for c in configs], all_ranks, top_k))
+    all_ranks = _format.ranks(configs, data.direction)
+    top = set(_format.highlighted([c.config_id for c in configs], all_ranks, top_k))
     others = [c for c in configs if c.config_id not in top]
     # Best first; a configuration without a finite value last.
     order = sorted(top, key=lambda i: (all_ranks.get(i, len(configs) + 1), i))
@@ -88,10 +89,10 @@ def plot_learning_curves(
         return go.Figure(data=[], layout=layout)
 
     all_values = [v for c in configs for v in c.curve.values()]
-    y_range = _utils.robust_range(all_values, not minimize, clip_quantile)
+    y_range = _format.robust_range(all_values, not minimize, clip_quantile)
     if y_range is not None:
         layout.yaxis.range = list(y_range)
-        note = _utils.clipped_note(all_values, y_range, clip_quantile)
+        note = _format.clipped_note(all_values, y_range, clip_quantile)
         if note is not None:
             layout.annotations = [note]
     highlighted_best = [b for b in (best[i] for i in top) if b is not None]
@@ -116,16 +117,16 @@ def plot_learning_curves(
         for seg in c.segments:
             for step in seg.new_steps:
                 owner[step] = seg
-        ranked = _utils.rank_text(c.config_id, all_ranks)
+        ranked = _format.rank_text(c.config_id, all_ranks)
         texts = []
         for step in steps:
             ran = owner.get(step)
-            ran_by = _utils.segment_text(ran) if ran is not None else "copied step"
+            ran_by = _format.segment_text(ran) if ran is not None else "copied step"
             texts.append(
                 f"Configuration {c.config_id} ({c.status})<br>{ran_by}<br>Epoch: {step}<br>"
-                f"{target_name}: {_utils.format_value(c.curve[step])}<br>"
-                f"Best: {_utils.format_value(best[c.config_id])}{ranked}"
-                f"{_utils.params_text(c.params)}"
+                f"{target_name}: {_format.format_value(c.curve[step])}<br>"
+                f"Best: {_format.format_value(best[c.config_id])}{ranked}"
+                f"{_format.params_text(c.params)}"
             )
         return texts
 

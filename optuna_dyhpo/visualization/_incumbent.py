@@ -7,6 +7,7 @@ import optuna
 from optuna.study import StudyDirection
 
 from optuna_dyhpo._incumbent import improves
+from optuna_dyhpo.visualization import _format
 from optuna_dyhpo.visualization import _utils
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ def plot_incumbent(
         ValueError: If the study is multi-objective, ``top_k`` is below 1 or ``clip_quantile``
             is outside ``[0, 0.5)``.
     """
-    _utils.check_top_k(top_k)
-    _utils.check_clip_quantile(clip_quantile)
+    _format.check_top_k(top_k)
+    _format.check_clip_quantile(clip_quantile)
     go = _utils.import_plotly_go()
     data = _utils.read_study(study)
     layout = go.Layout(
@@ -80,8 +81,8 @@ def plot_incumbent(
         return go.Figure(data=[], layout=layout)
 
     maximize = data.direction == StudyDirection.MAXIMIZE
-    all_ranks = _utils.ranks(data.configs, data.direction)
-    top = set(_utils.highlighted([c.config_id for c in data.configs], all_ranks, top_k))
+    all_ranks = _format.ranks(data.configs, data.direction)
+    top = set(_format.highlighted([c.config_id for c in data.configs], all_ranks, top_k))
     segments = {s.trial.number: s for c in data.configs for s in c.segments}
     params = {c.config_id: c.params for c in data.configs}
     observed: dict[bool, tuple[list[int], list[float], list[str]]] = {
@@ -95,7 +96,7 @@ def plot_incumbent(
     best_label = ""
     for e in data.epochs:
         where = (
-            f"<br>{_utils.segment_text(segments[e.trial_number])}"
+            f"<br>{_format.segment_text(segments[e.trial_number])}"
             f"<br>Configuration's epoch: {e.step}"
         )
         label = f"Configuration {e.config_id}{where}"
@@ -105,9 +106,9 @@ def plot_incumbent(
             xs.append(e.index)
             ys.append(e.value)
             texts.append(
-                f"Configuration {e.config_id}{_utils.rank_text(e.config_id, all_ranks)}{where}"
+                f"Configuration {e.config_id}{_format.rank_text(e.config_id, all_ranks)}{where}"
                 f"<br>Epochs spent: {e.index}<br>{target_name}: {e.value:.6g}"
-                f"{_utils.params_text(params[e.config_id])}"
+                f"{_format.params_text(params[e.config_id])}"
             )
             # The package's one incumbent (optuna_dyhpo._incumbent): a crashed continuation's
             # epochs are trained again, so they are shown but never become the incumbent.
@@ -121,10 +122,10 @@ def plot_incumbent(
         inc_text.append(f"Best after {e.index} epochs: {best:.6g}<br>held by {best_label}")
 
     all_values = [e.value for e in data.epochs]
-    y_range = _utils.robust_range(all_values, maximize, clip_quantile)
+    y_range = _format.robust_range(all_values, maximize, clip_quantile)
     if y_range is not None:
         layout.yaxis.range = list(y_range)
-        note = _utils.clipped_note(all_values, y_range, clip_quantile)
+        note = _format.clipped_note(all_values, y_range, clip_quantile)
         if note is not None:
             layout.annotations = [note]
     traces = []

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
+from optuna_dyhpo.visualization import _format
 from optuna_dyhpo.visualization import _utils
 
 if TYPE_CHECKING:
@@ -85,16 +86,16 @@ def plot_race(
         ValueError: If the study is multi-objective, ``top_k`` is below 1 or ``clip_quantile``
             is outside ``[0, 0.5)``.
     """
-    _utils.check_top_k(top_k)
-    _utils.check_clip_quantile(clip_quantile)
+    _format.check_top_k(top_k)
+    _format.check_clip_quantile(clip_quantile)
     go = _utils.import_plotly_go()
     data = _utils.read_study(study)
     minimize = data.direction == StudyDirection.MINIMIZE
     raced = [c for c in data.configs if any(s.new_steps for s in c.segments)]
-    all_ranks = _utils.ranks(raced, data.direction)
+    all_ranks = _format.ranks(raced, data.direction)
     raced_ids = [c.config_id for c in raced]
     # (no finite value at all: label every row rather than none)
-    top_ids = _utils.highlighted(raced_ids, all_ranks, top_k) or raced_ids
+    top_ids = _format.highlighted(raced_ids, all_ranks, top_k) or raced_ids
     top = set(top_ids)
     faded_ids = [i for i in raced_ids if i not in top]
     layout = go.Layout(
@@ -132,17 +133,17 @@ def plot_race(
     params = {c.config_id: c.params for c in data.configs}
     top_epochs = [e for e in data.epochs if e.config_id in top]
     faded_epochs = [e for e in data.epochs if e.config_id not in top]
-    color_range = _utils.robust_range(
+    color_range = _format.robust_range(
         [e.value for e in data.epochs], not minimize, clip_quantile, margin=0.0
     )
 
     def hover(e: _utils.Epoch) -> str:
         return (
-            f"Configuration {e.config_id}{_utils.rank_text(e.config_id, all_ranks)}<br>"
-            f"{_utils.segment_text(segments[e.trial_number])}<br>"
+            f"Configuration {e.config_id}{_format.rank_text(e.config_id, all_ranks)}<br>"
+            f"{_format.segment_text(segments[e.trial_number])}<br>"
             f"Epoch spent: {e.index}<br>Configuration's epoch: {e.step}<br>"
-            f"{target_name}: {_utils.format_value(e.value)}"
-            f"{_utils.params_text(params[e.config_id])}"
+            f"{target_name}: {_format.format_value(e.value)}"
+            f"{_format.params_text(params[e.config_id])}"
         )
 
     marker: dict[str, object] = {"size": 7, "line": {"width": 0.5, "color": "Grey"}}
@@ -226,7 +227,7 @@ def plot_race(
                     "line": {"width": 1.5},
                 },
                 text=[
-                    f"{name}: configuration {s.config_id}<br>{_utils.segment_text(s)}<br>"
+                    f"{name}: configuration {s.config_id}<br>{_format.segment_text(s)}<br>"
                     f"Epoch spent: {where[s.trial.number]}"
                     for s in segs
                 ],
