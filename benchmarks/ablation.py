@@ -69,6 +69,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "rows-1000": ({"max_rows": 1000}, {}),
     "warm-steps-100": ({}, {"warm_steps": 100}),
     "fit-rows-512": ({}, {"max_fit_rows": 512}),
+    "no-recalibration": ({"recalibrate": False}, {}),
 }
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "out" / "ablation"
 

@@ -83,6 +83,9 @@ class EngineSettings:
             first decision with ``n + background_lag`` observations (waiting for it there if it
             is not done), so decisions stay a function of the study's state.
         background_lag: See ``fit_in_background``.
+        recalibrate: Widen the surrogate's predictive spread by how far its out-of-sample
+            errors exceed it (``_gp._calibration``; measured before each refit on the
+            observations that arrived since the previous fit).
     """
 
     max_budget: int
@@ -103,6 +106,7 @@ class EngineSettings:
     surrogate: SurrogateSettings | None = None
     fit_in_background: bool = False
     background_lag: int = 5
+    recalibrate: bool = True
 
 
 @dataclass

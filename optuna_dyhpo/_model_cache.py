@@ -52,6 +52,10 @@ class ModelCache:
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
     encoder_key: Any = None
     pending: PendingFit | None = None
+    # The newest out-of-sample standardised errors of the surrogate and the factor its
+    # predictive spread is widened by (``_gp._calibration``).
+    errors: torch.Tensor | None = None
+    spread: float = 1.0
 
 
 def owners(c: Configuration) -> list[int]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from optuna_dyhpo._gp import Surrogate
 
 _logger = get_logger("engine")
+# How many of the newest out-of-sample errors the spread scale is computed from.
+MAX_ERRORS = 100
 
 
 def refit(
@@ -95,6 +97,7 @@ def _fit_now(
 ) -> None:
     try:
         if cache.surrogate is None or cache.scratch_next or restart:
+            record_errors(engine, cache, table, lookahead)
             surrogate = _scratch_surrogate(engine, dim, n_obs)
             surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
             cache.fits += 1
@@ -102,6 +105,7 @@ def _fit_now(
             cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
             engine.stats.scratch_fits += 1
         elif _refit_due(engine, cache, n_obs, n_pending):
+            record_errors(engine, cache, table, lookahead)
             try:
                 cache.surrogate.fit(*fit_rows(cache.surrogate, table, lookahead), warm_start=True)
                 cache.fits += 1
@@ -115,6 +119,42 @@ def _fit_now(
     except FitError:
         cache.scratch_next = True
         raise
+
+
+def record_errors(
+    engine: DecisionEngine, cache: ModelCache, table: CurveTable, lookahead: bool
+) -> None:
+    """Before the surrogate is replaced: its standardised errors on the observations that
+    arrived since its fit, predicted from the rows before them (out of sample for its
+    parameters and its data), kept for the spread scale of ``_gp._calibration``."""
+    import torch
+
+    from optuna_dyhpo._gp._calibration import spread_scale
+    from optuna_dyhpo._gp._calibration import standardised_errors
+
+    surrogate = cache.surrogate
+    n_obs = int(table.lengths.sum())
+    if (
+        not engine.settings.recalibrate
+        or surrogate is None
+        or not surrogate.is_fitted
+        or not 0 < cache.fit_obs < n_obs
+    ):
+        return
+    keep = table.conditioning_subset(engine.settings.max_rows, lookahead, before=cache.fit_obs)
+    query, observed = table.holdout_rows(cache.fit_obs)
+    try:
+        mean, sd = surrogate.predict_held_out(*table.training_rows(lookahead, keep), query)
+    except FitError as err:
+        _logger.debug(f"No calibration errors at {n_obs} observations: {err}.")
+        return
+    z = standardised_errors(mean, sd, observed)
+    held = z if cache.errors is None else torch.cat([cache.errors, z])
+    cache.errors = held[-MAX_ERRORS:]
+    spread = spread_scale(cache.errors)
+    if spread != cache.spread:
+        _logger.debug(f"Predictive spread widened by {spread:.3g} (was {cache.spread:.3g}).")
+    cache.spread = spread
 
 
 def _refit_due(engine: DecisionEngine, cache: ModelCache, n_obs: int, n_pending: int) -> bool:
@@ -153,6 +193,7 @@ def _schedule(
         surrogate, warm = cache.surrogate, True
     else:
         return
+    record_errors(engine, cache, table, lookahead)
     job = fitter.submit(surrogate, *fit_rows(surrogate, table, lookahead), warm)
     cache.fit_obs = n_obs
     cache.pending = PendingFit(job, n_obs + engine.settings.background_lag)

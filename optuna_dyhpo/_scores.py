@@ -53,7 +53,7 @@ def step_scores(
         mean_e = std_e = torch.zeros(0, dtype=torch.float64)
     incumbent = table.incumbents(targets, cumulative=s.incumbent == "up-to-budget")
     return log_expected_improvement(
-        torch.cat([mean_e, mean_f]), torch.cat([std_e, std_f]), incumbent
+        torch.cat([mean_e, mean_f]), cache.spread * torch.cat([std_e, std_f]), incumbent
     )
 
 
@@ -86,7 +86,7 @@ def lookahead_scores(
     log_ei_e = torch.zeros(budgets.shape, dtype=torch.float64)
     if len(rows):
         mean_e, std_e = surrogate.predict(table.next_step_rows(idx[rows], budgets[rows, cols]))
-        log_ei_e[rows, cols] = log_expected_improvement(mean_e, std_e, incumbent)
+        log_ei_e[rows, cols] = log_expected_improvement(mean_e, cache.spread * std_e, incumbent)
     if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
         # Every fresh candidate starts at budget 1: the same few budgets for all.
         one = torch.ones(1, dtype=torch.long)
@@ -97,7 +97,7 @@ def lookahead_scores(
         )
         cache.fresh_pred = (cache.conditioned, torch.stack(means), torch.stack(stds))
     _, mean_f, std_f = cache.fresh_pred
-    log_ei_f = log_expected_improvement(mean_f.flatten(), std_f.flatten(), incumbent).reshape(
-        mean_f.shape
-    )
+    log_ei_f = log_expected_improvement(
+        mean_f.flatten(), cache.spread * std_f.flatten(), incumbent
+    ).reshape(mean_f.shape)
     return torch.cat([best_over_budgets(log_ei_e, keep), log_ei_f.max(dim=0).values])

@@ -261,18 +261,53 @@ class CurveTable:
         improved = torch.nonzero(values >= torch.cummax(values, dim=0).values).flatten()
         return int(improved[-1]) if len(improved) else 0
 
-    def conditioning_subset(self, max_rows: int, lookahead: bool = False) -> torch.Tensor:
+    def conditioning_subset(
+        self, max_rows: int, lookahead: bool = False, before: int | None = None
+    ) -> torch.Tensor:
         """Indices (into :meth:`training_rows`, ascending) of at most ``max_rows`` rows to
         condition the GP on: every configuration's newest rows first (its older rows are
         prefixes of the curve its newest row already sees), the better configurations' first
-        among rows equally deep."""
-        cfg, _, _, depth = self._observations(lookahead)
-        if len(cfg) <= max_rows:
-            return torch.arange(len(cfg))
-        last = self.curves[torch.arange(self.n), self.lengths - 1]
+        among rows equally deep. With ``before``, only rows whose target is among the first
+        ``before`` observations (in arrival order), as if the others had not arrived yet."""
+        cfg, budgets, _, depth = self._observations(lookahead)
+        rows = torch.arange(len(cfg))
+        lengths = self.lengths
+        if before is not None:
+            rows = torch.nonzero(self._arrival(lookahead) < before).flatten()
+            lengths = self.lengths_before(before)
+            depth = (lengths[cfg] - budgets).to(torch.float64) + (depth - depth.floor())
+        if len(rows) <= max_rows:
+            return rows
+        last = self.curves[torch.arange(self.n), (lengths - 1).clamp_min(0)]
+        last = torch.where(lengths > 0, last, -math.inf)
         rank = torch.argsort(torch.argsort(last, descending=True)).to(torch.float64)
-        key = depth + 0.1 * rank[cfg] / self.n
-        return torch.argsort(key, stable=True)[:max_rows].sort().values
+        key = (depth + 0.1 * rank[cfg] / self.n)[rows]
+        return rows[torch.argsort(key, stable=True)[:max_rows]].sort().values
+
+    def _arrival(self, lookahead: bool) -> torch.Tensor:
+        """Arrival rank (0: oldest) of each training row's target observation."""
+        cfg, budgets, _, _ = self._observations(lookahead)
+        n_obs = int(self.lengths.sum())
+        one = torch.arange(n_obs)
+        if not lookahead:
+            return one
+        return torch.cat([one, one[budgets[:n_obs] >= 2]])
+
+    def lengths_before(self, before: int) -> torch.Tensor:
+        """Each configuration's number of observations among the first ``before``."""
+        cfg = self._observations(False)[0][:before]
+        return torch.bincount(cfg, minlength=self.n)
+
+    def holdout_rows(self, before: int) -> tuple[SurrogateInputs, torch.Tensor]:
+        """Rows predicting every observation after the first ``before`` (in arrival order)
+        from what its configuration had shown within them (nothing, for a configuration
+        started since): the predictions a model of those ``before`` observations would
+        have made. Returns the rows and the observed (normalised) values."""
+        cfg, budgets, _, _ = self._observations(False)
+        cfg, budgets = cfg[before:], budgets[before:]
+        return self._rows(cfg, budgets, self.lengths_before(before)[cfg]), self.curves[
+            cfg, budgets - 1
+        ]
 
     def next_step_rows(
         self, index: torch.Tensor, target: int | torch.Tensor | None = None

@@ -88,14 +88,27 @@ class _FeatureExtractor(nn.Module):
         curve = packed[..., d + 2 : d + 2 + L]
         mask = packed[..., d + 2 + L : d + 2 + 2 * L]
         h = self.act(self.fc_hp(hp))
-        c = self.conv(torch.stack([curve, mask], dim=-2))
-        # Padding must not win the max-pool: push masked positions far down before pooling.
-        c = self.act(c) - (1.0 - mask).unsqueeze(-2) * 1e3
-        pooled = c.max(dim=-1).values.clamp_min(0.0)
+        seen = mask.any(dim=-1)
+        if torch.is_grad_enabled() or bool(seen.all()):
+            pooled = self._pool(curve, mask)
+        else:
+            # Prediction: a row that sees no curve (a new configuration) pools the
+            # convolution's bias alone, the same value for all: computed once. (The same
+            # numbers; a fit keeps the plain form, whose gradient sums in the same order.)
+            empty = (self.act(self.conv.bias) - 1e3).clamp_min(0.0)
+            pooled = empty.expand(*mask.shape[:-1], empty.shape[0])
+            if bool(seen.any()):
+                pooled = pooled.index_put((seen,), self._pool(curve[seen], mask[seen]))
         # Bounded features: with unbounded ones the marginal likelihood can be maximised by
         # pushing every row far from every other (a white-noise fit that predicts the prior
         # everywhere, measured on chance-level first epochs).
         return torch.tanh(self.fc_out(torch.cat([h, pooled], dim=-1)))
+
+    def _pool(self, curve: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        c = self.conv(torch.stack([curve, mask], dim=-2))
+        # Padding must not win the max-pool: push masked positions far down before pooling.
+        c = self.act(c) - (1.0 - mask).unsqueeze(-2) * 1e3
+        return c.max(dim=-1).values.clamp_min(0.0)
 
 
 MIN_LENGTHSCALE = 1.0
@@ -320,7 +333,7 @@ class Surrogate:
         y = model.train_targets
         features = model.extractor(x)
         k = model.covar_module(features).to_dense()
-        k = k + model.likelihood.noise * torch.eye(len(y), dtype=k.dtype)
+        k.diagonal().add_(model.likelihood.noise)
         factor, info = torch.linalg.cholesky_ex(k)
         jitter = 1e-8 * float(k.diagonal().mean())
         while int(info) != 0 and jitter < 1e-1:
@@ -364,6 +377,29 @@ class Surrogate:
         if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
             raise FitError("prediction is not finite")
         return mean, var.clamp_min(1e-12).sqrt()
+
+    def predict_held_out(
+        self, rows: SurrogateInputs, targets: torch.Tensor, query: SurrogateInputs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and standard deviation of *observations* (the noise included) at
+        ``query`` when conditioned on ``rows`` only; the model's own conditioning is left as
+        it was.
+
+        Raises:
+            FitError: As :meth:`predict`.
+        """
+        if self._model is None:
+            raise FitError("the surrogate has not been fitted yet")
+        model, cache = self._model, self._cache
+        data = (model.train_inputs[0], model.train_targets)
+        try:
+            self.condition(rows, targets)
+            mean, sd = self.predict(query)
+            noise = float(model.likelihood.noise.detach())
+        finally:
+            model.set_train_data(*data, strict=False)
+            self._cache = cache
+        return mean, (sd.square() + noise).sqrt()
 
     def predict_with_gpytorch(self, inputs: SurrogateInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """The same posterior through gpytorch's own prediction path (the reference)."""

@@ -123,3 +123,20 @@ def test_a_white_noise_fit_is_rejected() -> None:
         extractor=lambda v: v, covar_module=SimpleNamespace(base_kernel=kernel)
     )
     Surrogate._check_not_degenerate(close, x)  # type: ignore[arg-type]
+
+
+def test_held_out_prediction_adds_the_noise_and_leaves_the_conditioning_alone() -> None:
+    train, y = _curves(20, seed=4)
+    query, _ = _curves(6, seed=5)
+    model = Surrogate(3, seed=0)
+    model.fit(train, y, warm_start=False)
+    before = model.predict(query)
+    half = torch.arange(train.n // 2)
+    mean, sd = model.predict_held_out(train.select(half), y[half], query)
+    after = model.predict(query)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    model.condition(train.select(half), y[half])
+    mean_half, sd_half = model.predict(query)
+    noise = float(model._model.likelihood.noise.detach())  # type: ignore[union-attr]
+    assert torch.allclose(mean, mean_half)
+    assert torch.allclose(sd.square(), sd_half.square() + noise)
