@@ -205,10 +205,11 @@ class DecisionEngine:
                     warn_once(
                         _logger,
                         f"DyHPO keeps starting new configurations: the newest "
-                        f"{s.collapse_window} all stopped after one step while its expected "
-                        f"improvement collapsed (log EI {decision.log_ei:.3g}). Successive-"
-                        "halving promotions give the best paused configurations their next "
-                        "steps until the model finds improvement again.",
+                        f"{s.collapse_window} all stopped after one step (its expected "
+                        f"improvement still favours a new one: log EI {decision.log_ei:.3g}). "
+                        "Successive-halving promotions give the best paused configurations "
+                        "their next steps instead, until the model itself prefers to continue "
+                        "one.",
                     )
                 self.stats.promotions += 1
                 return self._step_to(chosen, running, decision.log_ei, "collapse")

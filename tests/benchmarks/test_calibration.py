@@ -50,6 +50,10 @@ def test_calibration_reports_valid_figures_at_every_budget() -> None:
         assert c.median_abs_z >= 0.0 and 0.0 <= c.coverage95 <= 1.0
         mean, sd, true = c.optimum
         assert math.isfinite(mean) and sd > 0 and math.isfinite(true)
+        # Recalibration only widens: |z| shrinks by the spread, coverage can only grow.
+        assert c.spread == result[0].spread >= 1.0
+        assert c.recalibrated_median_abs_z == pytest.approx(c.median_abs_z / c.spread)
+        assert c.recalibrated_coverage95 >= c.coverage95
     # Noise-free curves of observed kinds: at budget 1 (observed for every configuration) the
     # model ranks new configurations better than chance.
     assert result[0].rank_correlation > 0.3
