@@ -17,7 +17,7 @@ from optuna_dyhpo._gp._data import normalise_targets
 from optuna_dyhpo._gp._model import FitError
 from optuna_dyhpo._gp._model import Surrogate
 from optuna_dyhpo._gp._model import SurrogateSettings
-from optuna_dyhpo._gp._model import small_math
+from optuna_dyhpo._gp._threads import small_math
 
 __all__ = [
     "LOOKAHEAD_FACTORS",

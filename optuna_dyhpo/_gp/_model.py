@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-import contextlib
 from dataclasses import dataclass
 import math
-import threading
 import warnings
 
 import gpytorch
@@ -14,6 +11,8 @@ from torch import nn
 
 from optuna_dyhpo._gp._data import SurrogateInputs
 from optuna_dyhpo._gp._likelihood import negative_log_marginal_likelihood
+from optuna_dyhpo._gp._threads import gp_settings
+from optuna_dyhpo._gp._threads import small_math
 from optuna_dyhpo._warnings import FitError
 
 # What fitting and linear algebra raise on bad numerics (NotPSDError and LinAlgError are
@@ -139,35 +138,6 @@ class _DeepKernelGP(gpytorch.models.ExactGP):
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         f = self.extractor(x)
         return gpytorch.distributions.MultivariateNormal(self.mean_module(f), self.covar_module(f))
-
-
-@contextlib.contextmanager
-def small_math() -> Iterator[None]:
-    """Run torch on one thread inside the block when that is safe, restoring the count after.
-
-    The surrogate's tensors are small; OpenMP's thread team makes them many times slower when
-    the cores are busy. torch's thread count is process-wide, so it is only lowered when the
-    decision runs on the main thread (a sequential ``study.optimize``: nothing else of the
-    process computes meanwhile). Decisions on other threads (``n_jobs > 1``, where the user's
-    training may run in parallel) leave it alone.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _gp_settings() -> Iterator[None]:
-    """Exact Cholesky algebra (gpytorch switches to iterative solvers above 800 rows by
-    default; our sizes are small enough for exact algebra) with :func:`small_math`."""
-    with small_math(), gpytorch.settings.max_cholesky_size(100_000):
-        yield
 
 
 class Surrogate:
@@ -406,7 +376,7 @@ class Surrogate:
         assert self._model is not None
         model = self._model
         model.eval()
-        with torch.no_grad(), _gp_settings(), warnings.catch_warnings():
+        with torch.no_grad(), gp_settings(), warnings.catch_warnings():
             # Predicting at training inputs is legitimate here (a candidate may repeat a row).
             warnings.simplefilter("ignore", GPInputWarning)
             post = model(inputs.pack())
