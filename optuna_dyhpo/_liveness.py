@@ -22,8 +22,10 @@ handles them:
 Optuna has no hook for the second and third point, so :func:`install_optimize_hooks` wraps
 two private functions of ``optuna.study._optimize`` (``_run_trial`` and
 ``_tell_with_warning``). The wrappers change nothing for studies whose sampler is not a
-:class:`~optuna_dyhpo.DyHPOSampler`, nor for a DyHPO trial that is still ``RUNNING`` when
-telling; if Optuna's signatures change they are not installed (with a warning).
+:class:`~optuna_dyhpo.DyHPOSampler` (except that a trial's start forgets the thread's mark of
+a ``"Trial N pruned."`` line to drop, see :mod:`optuna_dyhpo._logging`), nor for a DyHPO trial
+that is still ``RUNNING`` when telling; if Optuna's signatures change they are not installed
+(with a warning).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
+from optuna_dyhpo._logging import forget_pruned_line
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._warnings import warn_once
@@ -296,6 +299,7 @@ def _wrap_tell(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_run_trial(original: Callable[..., Any]) -> Callable[..., Any]:
     def run_trial(study: optuna.Study, func: Any, catch: tuple[type[Exception], ...]) -> int:
+        forget_pruned_line()  # a mark left by an earlier trial of this thread never applies
         sampler = _dyhpo_sampler(study)
         if sampler is not None:
             prepare_storage(study)  # before `study.ask()` claims an enqueued trial

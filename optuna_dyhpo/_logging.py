@@ -25,36 +25,32 @@ def get_logger(name: str) -> logging.Logger:
 
 # ------------------------------------------------------------- Optuna's "Trial N pruned." line
 _PRUNED_LINE = re.compile(r"^Trial (\d+) pruned\.")
-_MAX_PENDING = 10_000
 
 
 class _ReplacedPrunedLines(logging.Filter):
-    """Drops Optuna's ``"Trial N pruned."`` record for trials DyHPO already logged a line for.
+    """Drops Optuna's ``"Trial N pruned."`` record for the trial DyHPO just logged a line for.
 
-    Each marked trial number drops one record, then is forgotten.
+    A mark is per thread (``study.optimize`` logs the line in the thread that ran the trial's
+    objective, where the pruner marked it) and holds one trial number: the next pruned line
+    of that thread consumes it whether it matches or not, and :func:`forget_pruned_line`
+    drops it when the thread starts its next trial. A mark Optuna never printed a line for
+    (an ask-and-tell loop) so never hides another study's line.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._pending: set[int] = set()
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
-    def mark(self, number: int) -> None:
-        with self._lock:
-            if len(self._pending) >= _MAX_PENDING:  # lines Optuna never printed: forget them
-                self._pending.clear()
-            self._pending.add(number)
+    def mark(self, number: int | None) -> None:
+        self._local.pending = number
 
     def filter(self, record: logging.LogRecord) -> bool:
         match = _PRUNED_LINE.match(record.getMessage())
         if match is None:
             return True
-        with self._lock:
-            number = int(match.group(1))
-            if number in self._pending:
-                self._pending.discard(number)
-                return False
-        return True
+        pending = getattr(self._local, "pending", None)
+        self._local.pending = None
+        return pending != int(match.group(1))
 
 
 _PRUNED_FILTER = _ReplacedPrunedLines()
@@ -62,8 +58,14 @@ logging.getLogger("optuna.study._optimize").addFilter(_PRUNED_FILTER)
 
 
 def replace_pruned_line(trial_number: int) -> None:
-    """Drop Optuna's next ``"Trial <trial_number> pruned."`` INFO line (DyHPO logged its own)."""
+    """Drop Optuna's ``"Trial <trial_number> pruned."`` INFO line that follows in this thread
+    (DyHPO logged its own)."""
     _PRUNED_FILTER.mark(trial_number)
+
+
+def forget_pruned_line() -> None:
+    """Forget this thread's mark (called as ``study.optimize`` starts a trial)."""
+    _PRUNED_FILTER.mark(None)
 
 
 # ----------------------------------------------------------------------- tqdm-aware logging

@@ -13,6 +13,7 @@ import pytest
 from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import epochs_spent
+from optuna_dyhpo._logging import replace_pruned_line
 from tests.synthetic import make_objective
 from tests.synthetic import make_study
 
@@ -142,6 +143,15 @@ def test_other_pruners_keep_optunas_pruned_line(records: _Records) -> None:
     study.optimize(objective, n_trials=20)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert _count(records.lines(logging.INFO), r"^Trial \d+ pruned\.") == len(pruned)
+
+
+def test_a_mark_without_optunas_line_hides_no_later_line(records: _Records) -> None:
+    # DyHPO marks the line of each trial it pauses; in an ask-and-tell loop Optuna prints
+    # none, and the marks must not hide the lines of a later study's trials with those numbers.
+    for number in range(20):
+        replace_pruned_line(number)
+    test_other_pruners_keep_optunas_pruned_line(records)
+    assert _count(records.lines(logging.INFO), r"^Trial \d+ pruned\.") > 0
 
 
 def test_summary_every_is_validated() -> None:
