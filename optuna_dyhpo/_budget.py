@@ -100,6 +100,13 @@ def _current_run() -> _Run | None:
     return run
 
 
+def has_budget() -> bool:
+    """Whether the running ``study.optimize`` has a :class:`StopAfterEpochs` callback (else
+    there is no budget to check, nor epochs to count for one)."""
+    run = _current_run()
+    return run is not None and any(isinstance(c, StopAfterEpochs) for c in run.callbacks)
+
+
 def budget_reached(study: optuna.Study, spent: int) -> StopAfterEpochs | None:
     """Called by :class:`~optuna_dyhpo.DyHPOPruner` after every reported epoch.
 

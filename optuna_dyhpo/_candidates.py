@@ -27,6 +27,8 @@ def current_space(configs: Sequence[Configuration]) -> dict[str, BaseDistributio
         reversed(configs) if ids == sorted(ids) else sorted(configs, key=lambda c: -c.config_id)
     )
     for c in newest_first:
+        if c.distributions.keys() <= space.keys():
+            continue  # every name already taken from a newer configuration
         for name, dist in c.distributions.items():
             space.setdefault(name, dist)
     return space

@@ -20,7 +20,7 @@ from optuna_dyhpo._state import Configuration
 from optuna_dyhpo._state import acquire_claim
 from optuna_dyhpo._state import claim_name
 from optuna_dyhpo._state import release_claim
-from optuna_dyhpo._study_io import write_curve
+from optuna_dyhpo._study_io import write_trial
 
 if TYPE_CHECKING:
     from optuna_dyhpo._sampler import DyHPOSampler
@@ -100,16 +100,23 @@ def _write_continuation(
     sampler._plans[trial._trial_id] = dict(config.params)
     sampler._resumes.add(trial._trial_id)
     segment = {"config": config.config_id, "start": start, "parent": parent_trial.number}
-    storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
-    trial.system_attrs[SEGMENT_KEY] = segment
     # The continuation carries the whole curve so far, so the latest trial of a
-    # configuration always shows its complete learning curve (one write for all steps).
+    # configuration always shows its complete learning curve; segment, curve and user
+    # attributes are one write (one transaction on an RDB storage).
     curve = dict(enumerate(config.curve, start=1))
-    write_curve(storage, trial._trial_id, curve)
+    write_trial(
+        storage,
+        trial._trial_id,
+        values=curve,
+        system_attrs={SEGMENT_KEY: segment},
+        user_attrs={
+            USER_CONFIG: config.config_id,
+            USER_PARENT: parent_trial.number,
+            USER_START: start,
+        },
+    )
+    trial.system_attrs[SEGMENT_KEY] = segment
     trial.intermediate_values.update(curve)
-    storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, config.config_id)
-    storage.set_trial_user_attr(trial._trial_id, USER_PARENT, parent_trial.number)
-    storage.set_trial_user_attr(trial._trial_id, USER_START, start)
     why = "" if decision is None else f"; {decision.reason}, log EI {decision.log_ei:.3g}"
     sampler._start_notes[trial._trial_id] = f"resumed at epoch {start}{why}"
     _logger.debug(

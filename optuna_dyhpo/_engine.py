@@ -159,14 +159,20 @@ class DecisionEngine:
             scope, study_id, tuple((k, repr(v)) for k, v in encoder.distributions.items())
         )
         existing = [c for c in ordered if c.status == "paused" and 0 < c.last_step < s.max_budget]
-        existing = [c for c in existing if self._still_valid(c, space, cache, scope, study_id)]
+        valid = cache.valid  # (one dictionary lookup per configuration once known)
+        existing = [
+            c
+            for c in existing
+            if valid.get(c.config_id, False)
+            or (c.config_id not in valid and self._still_valid(c, space, cache, scope, study_id))
+        ]
         existing = best_per_length(existing, s.max_paused, 1.0 if maximize else -1.0)
         if running is not None:
             existing.append(configs[running])
         pending = [c for c in ordered if c.status == "running" and c.config_id != running]
         pending = [c for c in pending if c.curve and c.last_step < s.max_budget]
         sign = 1.0 if maximize else -1.0
-        n_obs = sum(c.last_step for c in observed)
+        n_obs = sum(len(c.curve) for c in observed)
         step = configs[running].last_step if running is not None else 0
         if _uniform(self.seed, n_obs, len(configs), step) < s.promotion_probability:
             chosen = self._promotion(observed, existing, sign, running)
@@ -296,10 +302,7 @@ class DecisionEngine:
         assert surrogate is not None
 
         row_of = {c.config_id: i for i, c in enumerate(observed)}
-        data_key = (
-            tuple((c.config_id, n) for c, n in zip(observed, table.lengths.tolist(), strict=True)),
-            cache.fits,
-        )
+        data_key = (tuple(zip(row_of, table.lengths.tolist(), strict=True)), cache.fits)
         pending_key = tuple((c.config_id, c.last_step) for c in pending)
         t0 = time.perf_counter()
         if cache.conditioned != (data_key, pending_key):

@@ -45,7 +45,7 @@ class ModelCache:
     conditioned: Any = None
     x_by_config: dict[int, list[float]] = field(default_factory=dict)
     valid: dict[int, bool] = field(default_factory=dict)
-    recency: dict[int, tuple[Any, list[int]]] = field(default_factory=dict)
+    recency: dict[int, tuple[Configuration, Any, list[int]]] = field(default_factory=dict)
     patterns: Patterns = field(default_factory=dict)
     patterned: set[int] = field(default_factory=set)
     fresh: tuple[Any, Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
@@ -78,12 +78,16 @@ def fit_rows(
 def arrival_keys(c: Configuration, width: int, cache: ModelCache) -> list[int]:
     """Arrival keys of a configuration's observations (its step's trial number, then the
     step), kept while the configuration does not change."""
-    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
     held = cache.recency.get(c.config_id)
-    if held is None or held[0] != key:
-        held = (key, [t * width + b for b, t in enumerate(owners(c), 1)])
-        cache.recency[c.config_id] = held
-    return held[1]
+    if held is not None and held[0] is c and len(held[2]) == len(c.curve):
+        return held[2]  # the reader hands out the same object while it is unchanged
+    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
+    if held is None or held[1] != key:
+        held = (c, key, [t * width + b for b, t in enumerate(owners(c), 1)])
+    else:
+        held = (c, key, held[2])
+    cache.recency[c.config_id] = held
+    return held[2]
 
 
 def curve_table(
@@ -100,6 +104,10 @@ def curve_table(
     from optuna_dyhpo._gp import CurveTable
 
     recency = [arrival_keys(c, max_budget + 1, cache) for c in observed]
-    worst = min((sign * v for c in observed for v in c.curve), default=0.0)
-    curves = [c.curve + [sign * worst] if c.status == "diverged" else c.curve for c in observed]
+    curves = [c.curve for c in observed]
+    diverged = [i for i, c in enumerate(observed) if c.status == "diverged"]
+    if diverged:
+        worst = min((sign * v for c in observed for v in c.curve), default=0.0)
+        for i in diverged:
+            curves[i] = curves[i] + [sign * worst]
     return CurveTable.build(x, curves, recency, sign, max_budget)

@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_dyhpo._budget import budget_reached
+from optuna_dyhpo._budget import has_budget
 from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._logging import get_logger
@@ -18,6 +19,7 @@ from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_CONFIG
 from optuna_dyhpo._state import USER_START
 from optuna_dyhpo._state import USER_STATUS
+from optuna_dyhpo._study_io import write_trial
 from optuna_dyhpo._warnings import warn_once
 
 if TYPE_CHECKING:
@@ -37,15 +39,19 @@ def plan_trial(sampler: DyHPOSampler, study: optuna.Study, trial: FrozenTrial) -
             "(DyHPO resumes crashed configurations itself)."
         )
         del trial.system_attrs[SEGMENT_KEY]
-    if "fixed_params" not in trial.system_attrs and budget_spent(sampler, study, trial):
+    enqueued = "fixed_params" in trial.system_attrs
+    # One read of the study serves the budget check and the first decision.
+    trials = None if enqueued else storage.get_all_trials(study._study_id, deepcopy=False)
+    if not enqueued and budget_spent(sampler, study, trial, trials):
         return
-    if "fixed_params" in trial.system_attrs:
+    if enqueued:
         decision = Decision(
             "fresh", None, dict(trial.system_attrs["fixed_params"]), 1, math.nan, "enqueued"
         )
     else:
         for _ in range(3):
-            configs = sampler._configurations(study)
+            configs = sampler._configurations(study, trials)
+            trials = None  # after a lost claim: read again
             decision = sampler._decide(study, configs, running=None)
             if budget_spent(sampler, study, trial):  # spent by others during a slow decision
                 return
@@ -59,20 +65,31 @@ def plan_trial(sampler: DyHPOSampler, study: optuna.Study, trial: FrozenTrial) -
             decision = Decision("fresh", None, None, 1, math.nan, "claims lost")
     sampler._plans[trial._trial_id] = dict(decision.params or {})
     segment = {"config": trial.number, "start": 1, "parent": None}
-    storage.set_trial_system_attr(trial._trial_id, SEGMENT_KEY, segment)
+    write_trial(
+        storage,
+        trial._trial_id,
+        system_attrs={SEGMENT_KEY: segment},
+        user_attrs={USER_CONFIG: trial.number, USER_START: 1},
+    )
     trial.system_attrs[SEGMENT_KEY] = segment
-    storage.set_trial_user_attr(trial._trial_id, USER_CONFIG, trial.number)
-    storage.set_trial_user_attr(trial._trial_id, USER_START, 1)
     why = f"{decision.reason}, log EI {decision.log_ei:.3g}"
     sampler._start_notes[trial._trial_id] = f"new; {why}"
     _logger.debug(f"Trial {trial.number} starts a new configuration ({why}).")
 
 
-def budget_spent(sampler: DyHPOSampler, study: optuna.Study, trial: FrozenTrial) -> bool:
+def budget_spent(
+    sampler: DyHPOSampler,
+    study: optuna.Study,
+    trial: FrozenTrial,
+    trials: list[FrozenTrial] | None = None,
+) -> bool:
     """Whether this ``study.optimize``'s budget is already spent (another worker spent it
     while this one was between trials, or the call was given a budget the study has
-    spent); if so the study stops and the trial trains nothing."""
-    spent = sampler._epochs_spent(study)
+    spent); if so the study stops and the trial trains nothing. ``trials``: the study's
+    trials as just read (else they are read)."""
+    if not has_budget():
+        return False  # nothing to count the epochs for
+    spent = sampler._epochs_spent(study, trials)
     budget = budget_reached(study, spent)
     if budget is None:
         return False

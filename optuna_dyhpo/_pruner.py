@@ -87,7 +87,13 @@ class DyHPOPruner(BasePruner):
         if study._is_multi_objective():
             raise ValueError("DyHPOPruner supports single-objective studies only.")
         storage = study._storage
-        system_attrs = storage.get_trial_system_attrs(trial._trial_id)
+        # One read of the study serves the whole decision: this trial's attributes as stored
+        # (the pruner's own marks included), the epochs spent and the configurations.
+        trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        own_row = trials[trial.number] if trial.number < len(trials) else None
+        if own_row is None or own_row._trial_id != trial._trial_id:
+            own_row = storage.get_trial(trial._trial_id)
+        system_attrs = own_row.system_attrs
         segment = system_attrs.get(SEGMENT_KEY)
         if not isinstance(segment, dict):
             raise RuntimeError(
@@ -121,8 +127,8 @@ class DyHPOPruner(BasePruner):
             )
         # Epochs spent as StopAfterEpochs counts them (every trial's own epochs); the
         # configurations from the sampler's incremental read.
-        spent = sampler._epochs_spent(study)
-        configs = sampler._configurations(study)
+        spent = sampler._epochs_spent(study, trials)
+        configs = sampler._configurations(study, trials)
         self._summary(study, configs, spent)
         budget = budget_reached(study, spent)
         pause = self._pause(study, trial, system_attrs, configs, last, budget)

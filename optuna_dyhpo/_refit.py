@@ -74,6 +74,8 @@ def refit(
     if s.fit_in_background and cache.surrogate is not None and engine.fitter() is not None:
         _schedule(engine, cache, table, lookahead, n_pending, dim, n_obs, restart)
         return
+    if not (cache.surrogate is None or cache.scratch_next or restart or due):
+        return  # nothing to fit: no fit lease taken (two storage writes) either
     fits = engine.stats.scratch_fits + engine.stats.warm_fits
     t0 = time.perf_counter()
     with contextlib.ExitStack() as lease:

@@ -216,8 +216,10 @@ class DyHPOSampler(BaseSampler):
                 f"{len(study.directions)} objectives."
             )
 
-    def _configurations(self, study: optuna.Study) -> dict[int, Configuration]:
-        return self._reader.read(study, self.max_budget)
+    def _configurations(
+        self, study: optuna.Study, trials: list[FrozenTrial] | None = None
+    ) -> dict[int, Configuration]:
+        return self._reader.read(study, self.max_budget, trials=trials)
 
     def _decide(
         self, study: optuna.Study, configs: dict[int, Configuration], running: int | None
@@ -319,9 +321,9 @@ class DyHPOSampler(BaseSampler):
             # at its first suggestion and `study.optimize` goes on (`_liveness`).
             self._lost.add(trial._trial_id)
 
-    def _epochs_spent(self, study: optuna.Study) -> int:
+    def _epochs_spent(self, study: optuna.Study, trials: list[FrozenTrial] | None = None) -> int:
         """:func:`~optuna_dyhpo.epochs_spent`, from the incremental read."""
-        return sum(len(s.new_steps) for s in self._reader.segments(study, foreign=True))
+        return self._reader.epochs_spent(study, trials)
 
     def _forget(self, trial_id: int) -> None:
         self._plans.pop(trial_id, None)

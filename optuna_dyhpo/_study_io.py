@@ -85,6 +85,10 @@ class StudyReader:
         self._segments: weakref.WeakKeyDictionary[
             Any, dict[tuple[int, int, bool], Segment | None]
         ] = weakref.WeakKeyDictionary()
+        # Study id -> (length of the leading run of finished trials, their epochs).
+        self._spent: weakref.WeakKeyDictionary[Any, dict[int, tuple[int, int]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -101,32 +105,57 @@ class StudyReader:
         trials: list[FrozenTrial] | None = None,
     ) -> list[Segment]:
         """Every segment of the study (WAITING trials excluded), by trial number."""
-        storage = study._storage
         if trials is None:
-            trials = storage.get_all_trials(study._study_id, deepcopy=False)
-        finished = self._segments.setdefault(storage, {})
+            trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         out: list[Segment] = []
         for t in trials:
-            if t.state == TrialState.WAITING:
-                continue
-            if t.state.is_finished():
-                key = (study._study_id, t._trial_id, foreign)
-                if key not in finished:
-                    finished[key] = parse_trial(t, foreign)
-                seg = finished[key]
-            else:
-                seg = parse_trial(t, foreign)
+            seg = self._segment(study, t, foreign)
             if seg is not None:
                 out.append(seg)
         return out
 
+    def _segment(self, study: optuna.Study, t: FrozenTrial, foreign: bool) -> Segment | None:
+        if t.state == TrialState.WAITING:
+            return None
+        if not t.state.is_finished():
+            return parse_trial(t, foreign)
+        finished = self._segments.setdefault(study._storage, {})
+        key = (study._study_id, t._trial_id, foreign)
+        if key not in finished:
+            finished[key] = parse_trial(t, foreign)
+        return finished[key]
+
+    def epochs_spent(self, study: optuna.Study, trials: list[FrozenTrial] | None = None) -> int:
+        """Epochs every trial of the study trained itself (as
+        :func:`~optuna_dyhpo.epochs_spent` counts them).
+
+        The leading run of finished trials (numbers 0, 1, ...) is counted once and
+        remembered, so a call costs work in proportion to the trials after it (the
+        unfinished ones and those that finished after them), not to the history.
+        """
+        if trials is None:
+            trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        with self._lock:
+            counted = self._spent.setdefault(study._storage, {})
+            i, total = counted.get(study._study_id, (0, 0))
+            if i > len(trials) or (i and trials[i - 1].number != i - 1):
+                i, total = 0, 0  # not the list it counted: count again
+            while i < len(trials) and trials[i].number == i and trials[i].state.is_finished():
+                seg = self._segment(study, trials[i], True)
+                total += 0 if seg is None else len(seg.new_steps)
+                i += 1
+            counted[study._study_id] = (i, total)
+            rest = (self._segment(study, t, True) for t in trials[i:])
+            return total + sum(len(seg.new_steps) for seg in rest if seg is not None)
+
     def _update(
-        self, study: optuna.Study, foreign: bool
+        self, study: optuna.Study, foreign: bool, trials: list[FrozenTrial] | None = None
     ) -> tuple[_StudyCache, dict[int, list[Segment]]]:
         """Parse the trials finished since the last read; return the study's cache and the
         segments of unfinished trials, by configuration."""
         storage = study._storage
-        trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        if trials is None:
+            trials = storage.get_all_trials(study._study_id, deepcopy=False)
         sc = self._studies.setdefault(storage, {}).setdefault(
             (study._study_id, foreign), _StudyCache()
         )
@@ -156,11 +185,17 @@ class StudyReader:
         return sc, running
 
     def read(
-        self, study: optuna.Study, max_budget: int | None = None, *, foreign: bool = False
+        self,
+        study: optuna.Study,
+        max_budget: int | None = None,
+        *,
+        foreign: bool = False,
+        trials: list[FrozenTrial] | None = None,
     ) -> dict[int, Configuration]:
-        """Every configuration of the study, by configuration id (ascending)."""
+        """Every configuration of the study, by configuration id (ascending); from
+        ``trials`` (the study's trials as just read) when given."""
         with self._lock:
-            sc, running = self._update(study, foreign)
+            sc, running = self._update(study, foreign, trials)
             if sc.budget != max_budget:
                 sc.built.clear()
                 sc.budget = max_budget
@@ -246,29 +281,52 @@ def fit_lease(storage: BaseStorage, study_id: int, owner: str, seconds: float) -
     return FitLease(held_elsewhere, take, release)
 
 
-def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:
-    """Write intermediate values of a running trial, in one transaction on an RDB storage.
+def write_trial(
+    storage: BaseStorage,
+    trial_id: int,
+    *,
+    values: Mapping[int, float] | None = None,
+    system_attrs: Mapping[str, Any] | None = None,
+    user_attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Write intermediate values and attributes of a running trial: in one transaction on
+    an RDB storage (other processes see all of it or none of it), else one write each.
 
-    Other storages get one write per value.
+    Steps already written are replaced, as are attributes with the same keys.
     """
+    values, system_attrs, user_attrs = values or {}, system_attrs or {}, user_attrs or {}
     backend = getattr(storage, "_backend", storage)
-    if values and isinstance(backend, optuna.storages.RDBStorage):
+    if isinstance(backend, optuna.storages.RDBStorage):
         try:
-            _write_curve_rdb(backend, trial_id, values)
+            _write_trial_rdb(backend, trial_id, values, system_attrs, user_attrs)
             return
         except (ImportError, AttributeError) as err:  # Optuna's private layout changed
-            _logger.debug(f"Batched curve write unavailable ({err!r}); one write per value.")
+            _logger.debug(f"Batched trial write unavailable ({err!r}); one write each.")
+    for key, value in system_attrs.items():
+        storage.set_trial_system_attr(trial_id, key, value)
     for step, value in values.items():
         storage.set_trial_intermediate_value(trial_id, step, value)
+    for key, value in user_attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
 
 
-def _write_curve_rdb(
-    storage: optuna.storages.RDBStorage, trial_id: int, values: Mapping[int, float]
+def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:
+    """Write intermediate values of a running trial (see :func:`write_trial`)."""
+    write_trial(storage, trial_id, values=values)
+
+
+def _write_trial_rdb(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    values: Mapping[int, float],
+    system_attrs: Mapping[str, Any],
+    user_attrs: Mapping[str, Any],
 ) -> None:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     import sqlalchemy
 
+    set_attr = storage._set_trial_attr_without_commit
     model = models.TrialIntermediateValueModel
     rows = []
     for step, value in values.items():
@@ -284,11 +342,15 @@ def _write_curve_rdb(
     with _create_scoped_session(storage.scoped_session) as session:
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
         storage.check_trial_is_updatable(trial_id, trial.state)
-        # Steps already written (none for a trial DyHPO just started) are replaced.
-        session.execute(
-            sqlalchemy.delete(model).where(
-                model.trial_id == trial_id, model.step.in_(list(values))
+        for key, value in system_attrs.items():
+            set_attr(session, models.TrialSystemAttributeModel, trial_id, key, value)
+        if rows:
+            session.execute(
+                sqlalchemy.delete(model).where(
+                    model.trial_id == trial_id, model.step.in_(list(values))
+                )
             )
-        )
-        # One executemany: SQLAlchemy sends the rows in batches, not one statement per row.
-        session.execute(sqlalchemy.insert(model), rows)
+            # One executemany: SQLAlchemy sends the rows in batches, not one per row.
+            session.execute(sqlalchemy.insert(model), rows)
+        for key, value in user_attrs.items():
+            set_attr(session, models.TrialUserAttributeModel, trial_id, key, value)

@@ -27,6 +27,8 @@ from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import DyHPOWarning
 from optuna_dyhpo import TrialResume
+from optuna_dyhpo import _continuation
+from optuna_dyhpo import _planning
 from optuna_dyhpo import get_configurations
 from optuna_dyhpo._continuation import claim_continuation
 from optuna_dyhpo._decision import Decision
@@ -35,6 +37,7 @@ from optuna_dyhpo._liveness import _silent_running_trials
 from optuna_dyhpo._state import SEGMENT_KEY
 from optuna_dyhpo._state import USER_STATUS
 from optuna_dyhpo._state import Configuration
+from optuna_dyhpo._study_io import write_trial
 from optuna_dyhpo.storages import create_sqlite_storage
 
 MAX_BUDGET = 6
@@ -210,17 +213,18 @@ def test_first_heartbeat_is_written_before_any_dyhpo_state(tmp_path: Path) -> No
     try:
         study = scripted_study(storage, tmp_path)
         seen: list[bool] = []
-        write = study._storage.set_trial_system_attr
 
-        def checked(trial_id: int, key: str, value: Any) -> None:
-            if key == SEGMENT_KEY:
+        def checked(storage_: Any, trial_id: int, **attrs: Any) -> None:
+            if SEGMENT_KEY in (attrs.get("system_attrs") or {}):
                 silent = [t for t, _ in _silent_running_trials(storage, study._study_id)]
                 seen.append(trial_id not in silent)
-            write(trial_id, key, value)
+            write_trial(storage_, trial_id, **attrs)
 
-        study._storage.set_trial_system_attr = checked  # type: ignore[method-assign]
-        study.optimize(Objective(lambda t, p: None), n_trials=3)
-        assert seen == [True, True, True]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_planning, "write_trial", checked)
+            patch.setattr(_continuation, "write_trial", checked)
+            study.optimize(Objective(lambda t, p: None), n_trials=3)
+        assert len(seen) == 3 and all(seen)
     finally:
         storage.engine.dispose()
 

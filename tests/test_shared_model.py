@@ -26,6 +26,7 @@ from optuna_dyhpo._gp import SurrogateInputs
 from optuna_dyhpo._gp import SurrogateSettings
 from optuna_dyhpo._shared_model import PublishedModel
 from optuna_dyhpo._shared_model import SharedModels
+from optuna_dyhpo._state import FIT_LEASE_KEY
 from optuna_dyhpo._state import MODEL_KEY
 from optuna_dyhpo._state import Configuration
 from tests.synthetic import make_objective
@@ -254,6 +255,26 @@ def test_a_corrupt_study_attribute_never_breaks_a_run(tmp_path: Path) -> None:
     assert stats.scratch_fits >= 1 and stats.adopted_models == 0
     published = study._storage.get_study_system_attrs(study._study_id)[MODEL_KEY]
     assert PublishedModel.from_json(published).fit_obs > 0
+
+
+def test_the_fit_lease_is_taken_only_for_a_fit(tmp_path: Path) -> None:
+    """A decision that fits nothing writes no lease (each take and release is a storage
+    write of every decision otherwise)."""
+    study = make_study(8, tmp_path=tmp_path, n_startup_configs=3)
+    writes: list[Any] = []
+    write = study._storage.set_study_system_attr
+
+    def counted(study_id: int, key: str, value: Any) -> None:
+        if key == FIT_LEASE_KEY:
+            writes.append(value)
+        write(study_id, key, value)
+
+    study._storage.set_study_system_attr = counted  # type: ignore[method-assign]
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(60)])
+    stats = study.sampler._engine.stats  # type: ignore[attr-defined]
+    fits = stats.scratch_fits + stats.warm_fits
+    assert fits >= 2 and stats.decisions > 2 * fits
+    assert len(writes) == 2 * fits  # a take and a release around each fit
 
 
 def test_while_another_worker_fits_the_first_model_a_worker_decides_without_one(

@@ -18,9 +18,12 @@ from benchmarks._stub_policy import stub_study
 from optuna_dyhpo import DyHPOSampler
 from optuna_dyhpo import TrialResume
 from optuna_dyhpo import _study_io
+from optuna_dyhpo import epochs_spent
+from optuna_dyhpo._budget import _epochs
 from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._study_io import StudyReader
 from optuna_dyhpo._study_io import write_curve
+from optuna_dyhpo._study_io import write_trial
 from optuna_dyhpo.storages import create_sqlite_storage
 
 MAX_BUDGET = 8
@@ -72,8 +75,8 @@ def test_incremental_read_equals_a_full_rebuild(storage: Any) -> None:
     reads = [0]
     original = sampler._configurations
 
-    def checked(s: optuna.Study) -> Any:
-        configs = original(s)
+    def checked(s: optuna.Study, trials: Any = None) -> Any:
+        configs = original(s, trials)
         full = build_configurations(StudyReader().segments(s), MAX_BUDGET)
         assert configs == full
         assert list(configs) == sorted(configs)
@@ -102,9 +105,9 @@ def test_a_read_parses_and_joins_only_what_changed(
     per_read: list[tuple[int, int]] = []
     original = sampler._configurations
 
-    def counted(s: optuna.Study) -> Any:
+    def counted(s: optuna.Study, trials: Any = None) -> Any:
         p0, j0 = len(parsed), sum(joined)
-        configs = original(s)
+        configs = original(s, trials)
         per_read.append((len(parsed) - p0, sum(joined) - j0))
         return configs
 
@@ -119,6 +122,36 @@ def test_a_read_parses_and_joins_only_what_changed(
     p0, j0 = len(parsed), sum(joined)
     original(study)
     assert (len(parsed), sum(joined)) == (p0, j0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_incremental_epochs_spent_equals_a_full_count(storage: Any, n_jobs: int) -> None:
+    """The reader counts the leading finished trials once; at every decision its count is
+    the full count, with trials running in other threads and a trial waiting to run
+    (enqueued: it holds the leading run back until it finished)."""
+    study = stub_study(MAX_BUDGET, storage=storage)
+    sampler = study.sampler
+    assert isinstance(sampler, DyHPOSampler)
+    counts: list[tuple[int, int]] = []
+    original = sampler._epochs_spent
+
+    def checked(s: optuna.Study, trials: Any = None) -> int:
+        if trials is None:  # one list for both counts (other threads go on reporting)
+            trials = s._storage.get_all_trials(s._study_id, deepcopy=False)
+        spent = original(s, trials)
+        counts.append((spent, _epochs(trials)))
+        return spent
+
+    sampler._epochs_spent = checked  # type: ignore[method-assign]
+    study.optimize(_failing_objective, n_trials=20, catch=(RuntimeError,), n_jobs=n_jobs)
+    study.enqueue_trial({"x": 0.5})
+    study.optimize(_failing_objective, n_trials=30, catch=(RuntimeError,), n_jobs=n_jobs)
+    assert len(counts) > 50
+    assert all(spent == full for spent, full in counts), counts
+    assert original(study) == epochs_spent(study) > 0
+    # A new reader, or a list it did not count (another study's), counts again.
+    assert StudyReader().epochs_spent(study) == epochs_spent(study)
+    assert sampler._reader.epochs_spent(study, []) == 0
 
 
 def test_continuations_fresh_and_as_of_the_last_read(storage: Any) -> None:
@@ -174,6 +207,44 @@ def test_write_curve_is_one_transaction_on_rdb(tmp_path: Path) -> None:
     assert sum(s.startswith("BEGIN") for s in statements) == 1
     assert len(statements) <= 5, statements  # begin, trial, delete, insert (batched)
     assert len(study._storage.get_trial(trial._trial_id).intermediate_values) == 200
+    storage.engine.dispose()
+
+
+def test_write_trial_writes_values_and_attributes_together(storage: Any) -> None:
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    study._storage.set_trial_user_attr(trial._trial_id, "u", "old")  # replaced
+    write_trial(
+        study._storage,
+        trial._trial_id,
+        values={1: 0.5, 2: 0.25},
+        system_attrs={"s": {"config": 3}},
+        user_attrs={"u": 7, "v": [1, 2]},
+    )
+    got = study._storage.get_trial(trial._trial_id)
+    assert got.intermediate_values == {1: 0.5, 2: 0.25}
+    assert got.system_attrs["s"] == {"config": 3}
+    assert got.user_attrs == {"u": 7, "v": [1, 2]}
+    study.tell(trial, state=TrialState.PRUNED)
+    with pytest.raises(UpdateFinishedTrialError):
+        write_trial(study._storage, trial._trial_id, user_attrs={"u": 8})
+    assert study._storage.get_trial(trial._trial_id).user_attrs["u"] == 7
+
+
+def test_write_trial_is_one_transaction_on_rdb(tmp_path: Path) -> None:
+    storage = create_sqlite_storage(tmp_path / "study.db")
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    statements: list[str] = []
+    event.listen(storage.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    write_trial(
+        study._storage,
+        trial._trial_id,
+        values={1: 1.0},
+        system_attrs={"a": 1, "b": 2},
+        user_attrs={"c": 3},
+    )
+    assert sum(s.startswith("BEGIN") for s in statements) == 1
     storage.engine.dispose()
 
 
