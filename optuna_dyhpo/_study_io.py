@@ -1,4 +1,4 @@
-"""Reading a study incrementally, and writing a resumed curve in one transaction.
+"""Reading a study incrementally, and writing what a trial start writes in one transaction.
 
 A decision needs every configuration of the study, but its storage work must not grow with the
 study's history. Finished trials are immutable: :class:`StudyReader` parses each one once and
@@ -308,11 +308,6 @@ def write_trial(
         storage.set_trial_intermediate_value(trial_id, step, value)
     for key, value in user_attrs.items():
         storage.set_trial_user_attr(trial_id, key, value)
-
-
-def write_curve(storage: BaseStorage, trial_id: int, values: Mapping[int, float]) -> None:
-    """Write intermediate values of a running trial (see :func:`write_trial`)."""
-    write_trial(storage, trial_id, values=values)
 
 
 def _write_trial_rdb(

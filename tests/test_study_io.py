@@ -1,4 +1,4 @@
-"""Incremental reads of a study, continuation lookups and the batched curve write."""
+"""Incremental reads of a study, continuation lookups and the batched trial write."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from optuna_dyhpo import epochs_spent
 from optuna_dyhpo._budget import _epochs
 from optuna_dyhpo._state import build_configurations
 from optuna_dyhpo._study_io import StudyReader
-from optuna_dyhpo._study_io import write_curve
 from optuna_dyhpo._study_io import write_trial
 from optuna_dyhpo.storages import create_sqlite_storage
 
@@ -183,27 +182,27 @@ def test_continuations_fresh_and_as_of_the_last_read(storage: Any) -> None:
     assert reader.continuations(study, parent.number) == {child.number: True, copy: False}
 
 
-def test_write_curve_writes_every_value_once(storage: Any) -> None:
+def test_write_trial_writes_every_value_once(storage: Any) -> None:
     study = optuna.create_study(storage=storage)
     trial = study.ask()
     study._storage.set_trial_intermediate_value(trial._trial_id, 2, -1.0)  # replaced
     curve = {1: 0.5, 2: 0.25, 3: math.inf, 4: math.nan}
-    write_curve(study._storage, trial._trial_id, curve)
+    write_trial(study._storage, trial._trial_id, values=curve)
     got = study._storage.get_trial(trial._trial_id).intermediate_values
     assert got.keys() == curve.keys()
     assert got[1] == 0.5 and got[2] == 0.25 and got[3] == math.inf and math.isnan(got[4])
     study.tell(trial, state=TrialState.PRUNED)
     with pytest.raises(UpdateFinishedTrialError):
-        write_curve(study._storage, trial._trial_id, {5: 1.0})
+        write_trial(study._storage, trial._trial_id, values={5: 1.0})
 
 
-def test_write_curve_is_one_transaction_on_rdb(tmp_path: Path) -> None:
+def test_a_curve_write_is_one_transaction_on_rdb(tmp_path: Path) -> None:
     storage = create_sqlite_storage(tmp_path / "study.db")
     study = optuna.create_study(storage=storage)
     trial = study.ask()
     statements: list[str] = []
     event.listen(storage.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
-    write_curve(study._storage, trial._trial_id, {s: 1.0 / s for s in range(1, 201)})
+    write_trial(study._storage, trial._trial_id, values={s: 1.0 / s for s in range(1, 201)})
     assert sum(s.startswith("BEGIN") for s in statements) == 1
     assert len(statements) <= 5, statements  # begin, trial, delete, insert (batched)
     assert len(study._storage.get_trial(trial._trial_id).intermediate_values) == 200
