@@ -23,6 +23,7 @@ from optuna_dyhpo._incumbent import find_best
 from optuna_dyhpo._logging import TqdmLogging
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._state import parse_trial
+from optuna_dyhpo._study_io import segment_epochs
 from optuna_dyhpo._validation import check_int
 from optuna_dyhpo._warnings import warn_once
 
@@ -31,8 +32,7 @@ _logger = get_logger("budget")
 
 def trial_epochs(trial: FrozenTrial) -> int:
     """Steps this trial trained itself: a continuation's copied steps are not counted."""
-    seg = parse_trial(trial, foreign=True)
-    return 0 if seg is None else len(seg.new_steps)
+    return segment_epochs(parse_trial(trial, foreign=True))
 
 
 def epochs_spent(study: optuna.Study) -> int:
@@ -100,11 +100,17 @@ def _current_run() -> _Run | None:
     return run
 
 
+def _budget_of(run: _Run | None) -> StopAfterEpochs | None:
+    """The first :class:`StopAfterEpochs` among the callbacks of ``run``, if any."""
+    if run is None:
+        return None
+    return next((c for c in run.callbacks if isinstance(c, StopAfterEpochs)), None)
+
+
 def has_budget() -> bool:
     """Whether the running ``study.optimize`` has a :class:`StopAfterEpochs` callback (else
     there is no budget to check, nor epochs to count for one)."""
-    run = _current_run()
-    return run is not None and any(isinstance(c, StopAfterEpochs) for c in run.callbacks)
+    return _budget_of(_current_run()) is not None
 
 
 def budget_reached(study: optuna.Study, spent: int) -> StopAfterEpochs | None:
@@ -114,13 +120,11 @@ def budget_reached(study: optuna.Study, spent: int) -> StopAfterEpochs | None:
     has one) to ``spent`` and returns that callback when its budget is spent.
     """
     run = _current_run()
-    if run is None:
+    callback = _budget_of(run)
+    if run is None or callback is None:
         return None
-    for callback in run.callbacks:
-        if isinstance(callback, StopAfterEpochs):
-            callback._progress(study, run, spent)
-            return callback if spent >= callback.n_epochs else None
-    return None
+    callback._progress(study, run, spent)
+    return callback if spent >= callback.n_epochs else None
 
 
 # ------------------------------------------------------------------------------ the callback

@@ -159,13 +159,7 @@ class DecisionEngine:
             scope, study_id, tuple((k, repr(v)) for k, v in encoder.distributions.items())
         )
         existing = [c for c in ordered if c.status == "paused" and 0 < c.last_step < s.max_budget]
-        valid = cache.valid  # (one dictionary lookup per configuration once known)
-        existing = [
-            c
-            for c in existing
-            if valid.get(c.config_id, False)
-            or (c.config_id not in valid and self._still_valid(c, space, cache, scope, study_id))
-        ]
+        existing = [c for c in existing if self._still_valid(c, space, cache, scope, study_id)]
         existing = best_per_length(existing, s.max_paused, 1.0 if maximize else -1.0)
         if running is not None:
             existing.append(configs[running])

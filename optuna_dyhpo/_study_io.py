@@ -47,6 +47,11 @@ def _child_of(trial: FrozenTrial) -> tuple[int, bool] | None:
     return seg["parent"], is_crashed(trial.state, status if isinstance(status, str) else None)
 
 
+def segment_epochs(seg: Segment | None) -> int:
+    """Steps the segment's trial trained itself, not a continuation's copies (0: no segment)."""
+    return 0 if seg is None else len(seg.new_steps)
+
+
 @dataclass
 class _StudyCache:
     """What a reader knows of one study (for one ``foreign`` setting).
@@ -141,12 +146,10 @@ class StudyReader:
             if i > len(trials) or (i and trials[i - 1].number != i - 1):
                 i, total = 0, 0  # not the list it counted: count again
             while i < len(trials) and trials[i].number == i and trials[i].state.is_finished():
-                seg = self._segment(study, trials[i], True)
-                total += 0 if seg is None else len(seg.new_steps)
+                total += segment_epochs(self._segment(study, trials[i], True))
                 i += 1
             counted[study._study_id] = (i, total)
-            rest = (self._segment(study, t, True) for t in trials[i:])
-            return total + sum(len(seg.new_steps) for seg in rest if seg is not None)
+            return total + sum(segment_epochs(self._segment(study, t, True)) for t in trials[i:])
 
     def _update(
         self, study: optuna.Study, foreign: bool, trials: list[FrozenTrial] | None = None
