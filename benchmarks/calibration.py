@@ -120,8 +120,7 @@ def calibrate(
     sign = 1.0 if family.direction == "maximize" else -1.0
     space = current_space([c for c in observed if c.curve])
     encoder = SearchSpaceEncoder(space)
-    x = torch.tensor([encoder.encode(c.params) for c in observed], dtype=torch.float64)
-    table = curve_table(observed, x, sign, family.max_epochs, ModelCache())
+    table = curve_table(observed, encoder, sign, family.max_epochs, ModelCache())
     surrogate = Surrogate(encoder.dim, model_seed, settings.surrogate)
     surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
     keep = table.conditioning_subset(settings.max_rows, lookahead)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import math
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -34,6 +33,42 @@ def current_space(configs: Sequence[Configuration]) -> dict[str, BaseDistributio
     return space
 
 
+class SpaceTracker:
+    """:func:`current_space` kept between decisions: a configuration's distributions never
+    change, so while the configurations of the previous call are still there, in place,
+    only the newer ones after them are read (at 10,000 observations, reading them all cost
+    more than the rest of a decision's bookkeeping). The space returned must not be changed.
+    """
+
+    def __init__(self) -> None:
+        self._configs: list[Configuration] = []
+        self._space: dict[str, BaseDistribution] = {}
+
+    def space(self, configs: Sequence[Configuration]) -> dict[str, BaseDistribution]:
+        """:func:`current_space` of ``configs`` (in ascending configuration id)."""
+        old, n = self._configs, len(self._configs)
+        kept = (
+            0 < n <= len(configs)
+            and all(
+                a is b or (a.config_id == b.config_id and a.distributions == b.distributions)
+                for a, b in zip(configs, old, strict=False)
+            )
+            and all(
+                a.config_id < b.config_id
+                for a, b in zip(configs[n - 1 :], configs[n:], strict=False)
+            )
+        )
+        if kept:
+            if len(configs) > n:
+                self._space = dict(self._space)
+                for c in configs[n:]:  # a newer configuration declares
+                    self._space.update(c.distributions)
+        else:
+            self._space = current_space(configs)
+        self._configs = list(configs)
+        return self._space
+
+
 def params_fit(params: dict[str, Any], space: dict[str, BaseDistribution]) -> list[str]:
     """Names of ``params`` whose value the current ``space`` no longer contains."""
     bad = []
@@ -56,22 +91,18 @@ def best_per_length(paused: list[Configuration], limit: int, sign: float) -> lis
         return paused
     import numpy as np
 
-    length = np.array([c.last_step for c in paused])
-    worse = -np.array([_goodness(c, sign) for c in paused])
-    ids = np.array([c.config_id for c in paused])
+    n = len(paused)
+    length = np.fromiter((len(c.curve) for c in paused), np.int64, n)
+    last = sign * np.fromiter((c.curve[-1] for c in paused), np.float64, n)
+    worse = -np.where(np.isfinite(last), last, -np.inf)  # a non-finite value is the worst
+    ids = np.fromiter((c.config_id for c in paused), np.int64, n)
     # Rank within each length (0: its best), then keep the lowest ranks, better ones first.
     order = np.lexsort((ids, worse, length))
     starts = np.searchsorted(length[order], length[order], side="left")
-    rank = np.empty(len(paused), dtype=np.int64)
-    rank[order] = np.arange(len(paused)) - starts
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - starts
     kept = np.lexsort((ids, worse, rank))[:limit]
     return [paused[i] for i in kept[np.argsort(ids[kept])]]
-
-
-def _goodness(c: Configuration, sign: float) -> float:
-    """The last observed value, larger is better (a non-finite one is the worst)."""
-    v = sign * c.curve[-1]
-    return v if math.isfinite(v) else -math.inf
 
 
 Patterns = dict[frozenset[str], dict[str, set[Any]]]

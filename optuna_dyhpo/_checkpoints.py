@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field
+import itertools
 import json
 import threading
 from typing import TYPE_CHECKING
@@ -114,6 +117,9 @@ class _Cache:
         self.trials: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Any]] = (
             weakref.WeakKeyDictionary()
         )
+        self.sweeps: weakref.WeakKeyDictionary[Any, dict[int, _Sweep]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.done: weakref.WeakKeyDictionary[Any, dict[int, set[str]]] = (
             weakref.WeakKeyDictionary()
         )
@@ -169,20 +175,77 @@ def superseded(
             any more (no heartbeat): it counts as finished.
     """
     out: dict[str, int] = {}
-    chains: dict[int, list[tuple[int, int, str]]] = {}
+    latest: dict[int, tuple[int, int, str]] = {}
     for t in trials:
-        if not (t.finished or t.trial_id == ending_trial_id):
-            continue  # a running trial replaces its own saves itself
-        if t.crashed:
-            out.update(dict.fromkeys(t.uploaded, t.number))
-            continue
-        out.update(dict.fromkeys(t.uploaded - {t.recorded}, t.number))
-        if t.recorded is not None:
-            chains.setdefault(t.config, []).append((t.start, t.number, t.recorded))
-    for chain in chains.values():
-        chain.sort()
-        for _, number, artifact_id in chain[:-1]:  # the latest one stays live
-            out[artifact_id] = number
+        if t.finished or t.trial_id == ending_trial_id:  # a running trial replaces its own saves
+            _supersede(t, latest, out)
+    return out
+
+
+def _supersede(
+    t: _TrialCheckpoints, latest: dict[int, tuple[int, int, str]], out: dict[str, int]
+) -> None:
+    """Add to ``out`` what the finished trial ``t`` supersedes; ``latest`` holds each
+    configuration's newest recorded checkpoint so far, as (start, trial number, artifact id),
+    and is updated (only the latest one of a chain stays live)."""
+    if t.crashed:
+        out.update(dict.fromkeys(t.uploaded, t.number))
+        return
+    out.update(dict.fromkeys(t.uploaded - {t.recorded}, t.number))
+    if t.recorded is None:
+        return
+    key = (t.start, t.number, t.recorded)
+    old = latest.get(t.config)
+    if old is None or key > old:
+        latest[t.config] = key
+        if old is not None:
+            out[old[2]] = old[1]
+    else:
+        out[t.recorded] = t.number
+
+
+@dataclass
+class _Sweep:
+    """What this process's sweeps found in one study's finished trials (which never change)."""
+
+    scanned: int = 0  # the leading trials (in number order), all finished and swept
+    swept: set[int] = field(default_factory=set)  # ids of the later finished trials swept
+    latest: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    found: dict[str, int] = field(default_factory=dict)  # superseded, not removed here yet
+
+
+def superseded_since(
+    storage: BaseStorage,
+    study_id: int,
+    trials: Sequence[FrozenTrial],
+    ending_trial_id: int | None = None,
+) -> dict[str, int]:
+    """:func:`superseded` of the study's ``trials`` (in number order), at a cost in
+    proportion to the trials after the leading run of finished ones: a finished trial is
+    swept once per process, and what it superseded is kept until this process removed it."""
+    with cache.lock:
+        sweep = cache.sweeps.setdefault(storage, {}).setdefault(study_id, _Sweep())
+        done = cache.done.setdefault(storage, {}).setdefault(study_id, set())
+        for artifact_id in [a for a in sweep.found if a in done]:
+            del sweep.found[artifact_id]
+        ending = None
+        for i, t in enumerate(itertools.islice(trials, sweep.scanned, None), sweep.scanned):
+            if not t.state.is_finished():
+                if t._trial_id == ending_trial_id:
+                    ending = _trial_checkpoints(t)
+                continue
+            if t._trial_id not in sweep.swept:
+                info = _trial_checkpoints(t)
+                if info is not None:
+                    _supersede(info, sweep.latest, sweep.found)
+                sweep.swept.add(t._trial_id)
+            if i == sweep.scanned:
+                sweep.scanned += 1
+                sweep.swept.discard(t._trial_id)
+        out = dict(sweep.found)
+        if ending is not None:  # counts as finished, once: it is swept when it is
+            own = sweep.latest.get(ending.config)
+            _supersede(ending, {} if own is None else {ending.config: own}, out)
     return out
 
 
@@ -310,8 +373,8 @@ def after_trial(study: optuna.Study, sampler: DyHPOSampler, trial: FrozenTrial) 
     storage = study._storage
     try:
         ending = None if is_heartbeat_enabled(storage) else trial._trial_id
-        infos = study_checkpoints(storage, study._study_id)
-        items = superseded(infos, ending)
+        trials = storage.get_all_trials(study._study_id, deepcopy=False)
+        items = superseded_since(storage, study._study_id, trials, ending)
         remove_artifacts(
             storage, study._study_id, lambda: store_of(study, None), items, "superseded"
         )

@@ -19,8 +19,8 @@ import weakref
 import numpy as np
 from optuna.distributions import BaseDistribution
 
+from optuna_dyhpo._candidates import SpaceTracker
 from optuna_dyhpo._candidates import best_per_length
-from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
 from optuna_dyhpo._candidates import params_fit
 from optuna_dyhpo._candidates import update_patterns
@@ -77,6 +77,9 @@ class DecisionEngine:
         self._caches: weakref.WeakKeyDictionary[Any, dict[Any, ModelCache]] = (
             weakref.WeakKeyDictionary()
         )
+        self._spaces: weakref.WeakKeyDictionary[Any, dict[int, SpaceTracker]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._warned: set[Any] = set()
         # The study's published model, set by the caller around one decision (the engine
         # itself never touches storage; see ``_shared_model``).
@@ -86,7 +89,7 @@ class DecisionEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_caches"] = None
+        state["_caches"] = state["_spaces"] = None
         state["_fitter"] = None
         return state
 
@@ -110,7 +113,7 @@ class DecisionEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._caches = weakref.WeakKeyDictionary()
+        self._caches, self._spaces = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
 
     def cache(self, scope: Any, study_id: int, encoder_key: Any) -> ModelCache:
         """The model cache of (storage ``scope``, study, encoding)."""
@@ -149,17 +152,23 @@ class DecisionEngine:
         """
         s = self.settings
         self.stats.decisions += 1
-        ordered = sorted(configs.values(), key=lambda c: c.config_id)
+        ordered = [configs[i] for i in sorted(configs)]  # by configuration id
         observed = [c for c in ordered if c.curve]
         if len(configs) < s.n_startup_configs or not observed:
             return Decision("fresh", None, None, 1, math.nan, "initial design")
-        space = current_space(observed)
+        per_scope = self._spaces.setdefault(_NO_SCOPE if scope is None else scope, {})
+        space = per_scope.setdefault(study_id, SpaceTracker()).space(observed)
         encoder = SearchSpaceEncoder(space)
         cache = self.cache(
             scope, study_id, tuple((k, repr(v)) for k, v in encoder.distributions.items())
         )
-        existing = [c for c in ordered if c.status == "paused" and 0 < c.last_step < s.max_budget]
-        existing = [c for c in existing if self._still_valid(c, space, cache, scope, study_id)]
+        existing = [c for c in ordered if c.status == "paused" and 0 < len(c.curve) < s.max_budget]
+        valid = cache.valid  # known valid ones cost one lookup (see ``_still_valid``)
+        existing = [
+            c
+            for c in existing
+            if valid.get(c.config_id) or self._still_valid(c, space, cache, scope, study_id)
+        ]
         existing = best_per_length(existing, s.max_paused, 1.0 if maximize else -1.0)
         if running is not None:
             existing.append(configs[running])
@@ -282,21 +291,15 @@ class DecisionEngine:
         import torch
 
         s = self.settings
-        for c in observed:
-            if c.config_id not in cache.x_by_config:
-                cache.x_by_config[c.config_id] = encoder.encode(c.params)
-        x_cfg = torch.tensor(
-            [cache.x_by_config[c.config_id] for c in observed], dtype=torch.float64
-        ).reshape(len(observed), encoder.dim)
-        table = curve_table(observed, x_cfg, sign, s.max_budget, cache)
+        table = curve_table(observed, encoder, sign, s.max_budget, cache)
         n_obs = int(table.lengths.sum())
         lookahead = s.acquisition != "next-step"
         self._fit(cache, table, lookahead, len(pending), encoder.dim)
         surrogate = cache.surrogate
         assert surrogate is not None
 
-        row_of = {c.config_id: i for i, c in enumerate(observed)}
-        data_key = (tuple(zip(row_of, table.lengths.tolist(), strict=True)), cache.fits)
+        row_of = cache.rows.row_of
+        data_key = (cache.rows.version, cache.fits)
         pending_key = tuple((c.config_id, c.last_step) for c in pending)
         t0 = time.perf_counter()
         if cache.conditioned != (data_key, pending_key):

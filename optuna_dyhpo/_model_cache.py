@@ -12,7 +12,10 @@ from dataclasses import field
 from typing import TYPE_CHECKING
 from typing import Any
 
+import numpy as np
+
 from optuna_dyhpo._candidates import Patterns
+from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
 
 if TYPE_CHECKING:
@@ -43,9 +46,8 @@ class ModelCache:
     last_scratch_obs: int = -1
     fits: int = 0
     conditioned: Any = None
-    x_by_config: dict[int, list[float]] = field(default_factory=dict)
     valid: dict[int, bool] = field(default_factory=dict)
-    recency: dict[int, tuple[Configuration, Any, list[int]]] = field(default_factory=dict)
+    rows: TableRows = field(default_factory=lambda: TableRows())
     patterns: Patterns = field(default_factory=dict)
     patterned: set[int] = field(default_factory=set)
     fresh: tuple[Any, Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
@@ -75,39 +77,131 @@ def fit_rows(
     return table.training_rows(lookahead, surrogate.fit_rows(table.n_training_rows(lookahead)))
 
 
-def arrival_keys(c: Configuration, width: int, cache: ModelCache) -> list[int]:
+def arrival_keys(c: Configuration, width: int) -> list[int]:
     """Arrival keys of a configuration's observations (its step's trial number, then the
-    step), kept while the configuration does not change."""
-    held = cache.recency.get(c.config_id)
-    if held is not None and held[0] is c and len(held[2]) == len(c.curve):
-        return held[2]  # the reader hands out the same object while it is unchanged
-    key = (c.last_step, c.step_trials[-1:], c.status, c.trial_numbers[-1:], len(c.trial_numbers))
-    if held is None or held[1] != key:
-        held = (c, key, [t * width + b for b, t in enumerate(owners(c), 1)])
-    else:
-        held = (c, key, held[2])
-    cache.recency[c.config_id] = held
-    return held[2]
+    step)."""
+    return [t * width + b for b, t in enumerate(owners(c), 1)]
+
+
+class TableRows:
+    """The rows of the curve table, kept between decisions.
+
+    The reader hands out the same object for a configuration while it is unchanged, so a row
+    is rebuilt only where the object at its position differs: a decision costs work in
+    proportion to what changed, not to the history (at 10,000 observations, rebuilding the
+    whole table cost more than the rest of a decision). ``version`` changes exactly when the
+    table's content does.
+    """
+
+    def __init__(self) -> None:
+        self._reset(0)
+
+    def _reset(self, dim: int) -> None:
+        self.configs: list[Configuration] = []
+        self.row_of: dict[int, int] = {}
+        self.dim = dim
+        # Capacity beyond ``len(self.configs)`` rows and the longest row is zero.
+        self.x = np.zeros((0, dim))
+        self.values = np.zeros((0, 1))  # the user's values, zero padded
+        self.keys = np.zeros((0, 1))  # their arrival keys
+        self.lengths = np.zeros(0, dtype=np.int64)  # a diverged one's worst step included
+        self.diverged = np.zeros(0, dtype=bool)
+        self.version = 0
+
+    def update(
+        self, observed: Sequence[Configuration], encoder: SearchSpaceEncoder, max_budget: int
+    ) -> None:
+        """Make the rows those of ``observed``, in that order."""
+        if encoder.dim != self.dim:
+            self._reset(encoder.dim)
+        old, n = self.configs, len(observed)
+        changed = [i for i, c in enumerate(observed) if i >= len(old) or old[i] is not c]
+        if n < len(old):
+            self.version += 1
+            for i, c in enumerate(old[n:], n):
+                if self.row_of.get(c.config_id) == i:
+                    del self.row_of[c.config_id]
+            self.lengths[n:], self.diverged[n:] = 0, False
+            self.values[n:], self.keys[n:] = 0.0, 0.0
+        elif n > len(self.lengths):
+            self._grow(max(n, 2 * len(self.lengths)), self.values.shape[1])
+        for i in changed:
+            self._set_row(i, observed[i], encoder, max_budget)
+        self.configs = list(observed)
+
+    def _grow(self, rows: int, cols: int) -> None:
+        def grown(a: np.ndarray, width: int | None) -> np.ndarray:
+            out = np.zeros((rows,) if width is None else (rows, width), dtype=a.dtype)
+            out[tuple(slice(0, k) for k in a.shape)] = a
+            return out
+
+        self.values, self.keys = grown(self.values, cols), grown(self.keys, cols)
+        self.lengths, self.diverged = grown(self.lengths, None), grown(self.diverged, None)
+        self.x = grown(self.x, self.dim)
+
+    def _set_row(
+        self, i: int, c: Configuration, encoder: SearchSpaceEncoder, max_budget: int
+    ) -> None:
+        keys = arrival_keys(c, max_budget + 1)
+        k = len(keys)
+        values = c.curve + [0.0] * (k - len(c.curve))  # a diverged one's worst: see ``table``
+        if k > self.values.shape[1]:
+            self._grow(len(self.lengths), max(k, 2 * self.values.shape[1]))
+        held = self.row_of.get(c.config_id) == i
+        if held and (
+            self.lengths[i] == k
+            and self.diverged[i] == (c.status == "diverged")
+            and self.values[i, :k].tolist() == values
+            and self.keys[i, :k].tolist() == keys
+        ):
+            return  # a new object, the same row
+        self.version += 1
+        if not held:
+            previous = self.configs[i].config_id if i < len(self.configs) else None
+            if previous is not None and self.row_of.get(previous) == i:
+                del self.row_of[previous]
+            self.row_of[c.config_id] = i
+            self.x[i] = encoder.encode(c.params)
+        self.values[i], self.keys[i] = 0.0, 0.0
+        self.values[i, :k], self.keys[i, :k] = values, keys
+        self.lengths[i], self.diverged[i] = k, c.status == "diverged"
+
+    def table(self, sign: float, max_budget: int) -> CurveTable:
+        """The curve table of the rows (see :func:`curve_table`)."""
+        import torch
+
+        from optuna_dyhpo._gp import CurveTable
+
+        n = len(self.configs)
+        lengths, diverged = self.lengths[:n], self.diverged[:n]
+        width = max(int(lengths.max(initial=1)), 1)
+        values = self.values[:n, :width].copy()
+        if diverged.any():
+            finite = np.arange(width)[None, :] < (lengths - diverged)[:, None]
+            worst = float(np.min(sign * values[finite], initial=np.inf))
+            worst = 0.0 if worst == np.inf else worst
+            values[diverged, lengths[diverged] - 1] = sign * worst
+        return CurveTable.from_padded(
+            torch.from_numpy(self.x[:n].copy()),
+            torch.from_numpy(values),
+            torch.from_numpy(self.keys[:n, :width].copy()),
+            torch.from_numpy(lengths.copy()),
+            sign,
+            max_budget,
+        )
 
 
 def curve_table(
     observed: Sequence[Configuration],
-    x: torch.Tensor,
+    encoder: SearchSpaceEncoder,
     sign: float,
     max_budget: int,
     cache: ModelCache,
 ) -> CurveTable:
-    """The surrogate's view of the ``observed`` configurations (encoded as ``x``): their
-    curves in arrival order. A diverged configuration informs the model too: its non-finite
-    step counts as the worst value observed (else the model never learns where training
-    diverges, and keeps proposing configurations there)."""
-    from optuna_dyhpo._gp import CurveTable
-
-    recency = [arrival_keys(c, max_budget + 1, cache) for c in observed]
-    curves = [c.curve for c in observed]
-    diverged = [i for i, c in enumerate(observed) if c.status == "diverged"]
-    if diverged:
-        worst = min((sign * v for c in observed for v in c.curve), default=0.0)
-        for i in diverged:
-            curves[i] = curves[i] + [sign * worst]
-    return CurveTable.build(x, curves, recency, sign, max_budget)
+    """The surrogate's view of the ``observed`` configurations (their parameters encoded by
+    ``encoder``): their curves in arrival order. A diverged configuration informs the model
+    too: its non-finite step counts as the worst value observed (else the model never learns
+    where training diverges, and keeps proposing configurations there). The rows are kept in
+    ``cache`` between calls."""
+    cache.rows.update(observed, encoder, max_budget)
+    return cache.rows.table(sign, max_budget)

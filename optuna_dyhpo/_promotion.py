@@ -82,9 +82,11 @@ def promotion(
     levels = rungs(max_budget, eta)
     top: dict[int, set[int]] = {}
     for r in levels[:-1]:
-        reached = [c for c in observed if c.last_step >= r]
-        reached.sort(key=lambda c: (-sign * c.curve[r - 1], c.config_id))
-        top[r] = {c.config_id for c in reached[: len(reached) // eta]}
+        reached = [c for c in observed if len(c.curve) >= r]
+        n = len(reached)
+        worse = -sign * np.fromiter((c.curve[r - 1] for c in reached), np.float64, n)
+        ids = np.fromiter((c.config_id for c in reached), np.int64, n)
+        top[r] = set(ids[np.lexsort((ids, worse))[: n // eta]].tolist())
 
     def key(c: Configuration) -> tuple[int, int, float] | None:
         """(priority, rung, value): below its bracket's first rung beats on its way to a rung

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
@@ -8,7 +9,9 @@ from optuna.distributions import IntDistribution
 import pytest
 import torch
 
+from optuna_dyhpo._candidates import SpaceTracker
 from optuna_dyhpo._candidates import best_per_length
+from optuna_dyhpo._candidates import current_space
 from optuna_dyhpo._candidates import fresh_candidates
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
@@ -53,6 +56,35 @@ def test_the_same_configurations_whatever_their_order() -> None:
     paused = _paused([(k % 7 + 1, (k * 37 % 11) / 11) for k in range(60)])
     kept = best_per_length(paused, 20, 1.0)
     assert best_per_length(list(reversed(paused)), 20, 1.0) == kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_kept_space_is_the_current_space(seed: int) -> None:
+    # New configurations declaring wider ranges or new parameters, others leaving or
+    # arriving in the middle, re-read objects: the tracker always gives current_space.
+    rng = random.Random(seed)
+    tracker = SpaceTracker()
+    configs: dict[int, Configuration] = {}
+    for _ in range(80):
+        move = rng.random()
+        if move < 0.5 or len(configs) < 3:
+            cid = max(configs, default=-1) + 1
+            if move < 0.1 and configs:  # one arriving in the middle
+                cid = rng.choice([i for i in range(cid) if i not in configs] or [cid])
+            names = rng.sample(["x", "y", "z"], rng.randint(1, 3))
+            space = {n: FloatDistribution(0.0, float(rng.randint(1, 4))) for n in names}
+            configs[cid] = Configuration(cid, {}, [0.0], [cid], "paused", space)
+        elif move < 0.65:
+            del configs[rng.choice(sorted(configs))]
+        elif move < 0.9:
+            c = configs[rng.choice(sorted(configs))]
+            configs[c.config_id] = Configuration(**{**c.__dict__, "curve": [*c.curve, 1.0]})
+        else:  # its distributions read from a later trial (its first one declared none)
+            c = configs[rng.choice(sorted(configs))]
+            space = {"y": FloatDistribution(0.0, float(rng.randint(5, 9)))}
+            configs[c.config_id] = Configuration(**{**c.__dict__, "distributions": space})
+        ordered = [configs[i] for i in sorted(configs)]
+        assert tracker.space(ordered) == current_space(ordered)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -32,6 +32,8 @@ from optuna_dyhpo import remove_all_checkpoints
 from optuna_dyhpo import remove_checkpoints
 from optuna_dyhpo._checkpoints import live_checkpoints
 from optuna_dyhpo._checkpoints import study_checkpoints
+from optuna_dyhpo._checkpoints import superseded
+from optuna_dyhpo._checkpoints import superseded_since
 from optuna_dyhpo._decision import Decision
 from optuna_dyhpo._state import CHECKPOINT_KEY
 from optuna_dyhpo._state import acquire_claim
@@ -272,6 +274,33 @@ def test_a_failing_store_never_breaks_the_run(tmp_path: Path, monkeypatch: Any) 
     store.broken = False
     remove_checkpoints(study, keep_best=10_000)  # retried
     assert {f.name for f in tmp_path.iterdir()} == alive
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_incremental_sweep_finds_what_a_whole_sweep_finds(tmp_path: Path, seed: int) -> None:
+    # After every trial the sweep reads only the trials after the leading finished ones; a
+    # trial left running in the middle (asked, never told) keeps that suffix long.
+    study = make_study(MAX_BUDGET, tmp_path=tmp_path, seed=seed)
+    storage, study_id = study._storage, study._study_id
+    study.optimize(objective, callbacks=[StopAfterEpochs(15)])
+    asked = study.ask()
+    counts = []
+
+    def check(study: optuna.Study, _: Any) -> None:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        done = _checkpoints.cache.done_set(storage, study_id)
+        for ending in (None, asked._trial_id):
+            fast = superseded_since(storage, study_id, trials, ending)
+            whole = superseded(study_checkpoints(storage, study_id, trials), ending)
+            assert {a: n for a, n in fast.items() if a not in done} == {
+                a: n for a, n in whole.items() if a not in done
+            }
+        counts.append(len(whole))
+
+    study.optimize(objective, callbacks=[check, StopAfterEpochs(45)])
+    study.tell(asked, state=TrialState.FAIL)
+    check(study, None)
+    assert counts[-1] > counts[0] > 0  # checkpoints were superseded before and after the ask
 
 
 # ------------------------------------------------------------------------------ cleanup

@@ -168,9 +168,24 @@ class CurveTable:
         flat = list(itertools.chain.from_iterable(curves))
         padded[valid] = torch.tensor(flat, dtype=torch.float64)
         order[valid] = torch.tensor(flat_order, dtype=torch.float64)
+        return CurveTable.from_padded(x, padded, order, lengths, sign, max_budget)
+
+    @staticmethod
+    def from_padded(
+        x: torch.Tensor,
+        padded: torch.Tensor,
+        recency: torch.Tensor,
+        lengths: torch.Tensor,
+        sign: float,
+        max_budget: int,
+    ) -> CurveTable:
+        """:meth:`build` from the curves and their keys already left aligned and zero padded
+        to shape ``(n, width)``, ``width`` the longest of ``lengths``."""
+        valid = torch.arange(padded.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
         loc, scale = normalise_targets(sign * padded[valid])
         normed = torch.where(valid, (sign * padded - loc) / scale, 0.0)
-        return CurveTable(x.to(torch.float64), normed, lengths, order, max_budget, loc, scale)
+        x, recency = x.to(torch.float64), recency.to(torch.float64)
+        return CurveTable(x, normed, lengths, recency, max_budget, loc, scale)
 
     @property
     def n(self) -> int:
