@@ -110,7 +110,8 @@ def _trial_checkpoints(trial: FrozenTrial) -> _TrialCheckpoints | None:
 
 
 class _Cache:
-    """Per process: parsed finished trials, removals already done, and the stores in use."""
+    """Per process: parsed finished trials, what the sweeps after trials found, removals
+    already done, and the stores in use."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
