@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from typing import TYPE_CHECKING
+from typing import Literal
 
 from optuna_dyhpo._logging import get_logger
 from optuna_dyhpo._model_cache import ModelCache
@@ -74,7 +75,7 @@ def refit(
     if s.fit_in_background and cache.surrogate is not None and engine.fitter() is not None:
         _schedule(engine, cache, table, lookahead, n_pending, dim, n_obs, restart)
         return
-    if not (cache.surrogate is None or cache.scratch_next or restart or due):
+    if _fit_kind(engine, cache, n_obs, n_pending, restart) is None:
         return  # nothing to fit: no fit lease taken (two storage writes) either
     fits = engine.stats.scratch_fits + engine.stats.warm_fits
     t0 = time.perf_counter()
@@ -97,8 +98,9 @@ def _fit_now(
     n_obs: int,
     restart: bool,
 ) -> None:
+    kind = _fit_kind(engine, cache, n_obs, n_pending, restart)
     try:
-        if cache.surrogate is None or cache.scratch_next or restart:
+        if kind == "scratch":
             record_errors(engine, cache, table, lookahead)
             surrogate = _scratch_surrogate(engine, dim, n_obs)
             surrogate.fit(*fit_rows(surrogate, table, lookahead), warm_start=False)
@@ -106,7 +108,8 @@ def _fit_now(
             cache.surrogate, cache.scratch_next = surrogate, False
             cache.last_scratch_obs, cache.fit_obs = n_obs, n_obs
             engine.stats.scratch_fits += 1
-        elif _refit_due(engine, cache, n_obs, n_pending):
+        elif kind == "warm":
+            assert cache.surrogate is not None
             record_errors(engine, cache, table, lookahead)
             try:
                 cache.surrogate.fit(*fit_rows(cache.surrogate, table, lookahead), warm_start=True)
@@ -166,6 +169,15 @@ def _refit_due(engine: DecisionEngine, cache: ModelCache, n_obs: int, n_pending:
     return n_obs - cache.fit_obs >= grow
 
 
+def _fit_kind(
+    engine: DecisionEngine, cache: ModelCache, n_obs: int, n_pending: int, restart: bool
+) -> Literal["scratch", "warm"] | None:
+    """The fit the observations call for now: from scratch, a warm refit, or none."""
+    if cache.surrogate is None or cache.scratch_next or restart:
+        return "scratch"
+    return "warm" if _refit_due(engine, cache, n_obs, n_pending) else None
+
+
 def _scratch_surrogate(engine: DecisionEngine, dim: int, n_obs: int) -> Surrogate:
     """A fresh surrogate for a fit from scratch at ``n_obs`` observations (seeded by them)."""
     from optuna_dyhpo._gp import Surrogate
@@ -188,10 +200,11 @@ def _schedule(
     second fit is started), the surrogate changes only in :func:`_install`."""
     fitter = engine.fitter()
     assert fitter is not None and cache.surrogate is not None
-    if cache.scratch_next or restart:
+    kind = _fit_kind(engine, cache, n_obs, n_pending, restart)
+    if kind == "scratch":
         surrogate, warm = _scratch_surrogate(engine, dim, n_obs), False
         cache.last_scratch_obs, cache.scratch_next = n_obs, False
-    elif _refit_due(engine, cache, n_obs, n_pending):
+    elif kind == "warm":
         surrogate, warm = cache.surrogate, True
     else:
         return
