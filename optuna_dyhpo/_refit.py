@@ -212,6 +212,8 @@ def _schedule(
     job = fitter.submit(surrogate, *fit_rows(surrogate, table, lookahead), warm)
     cache.fit_obs = n_obs
     cache.pending = PendingFit(job, n_obs + engine.settings.background_lag)
+    if engine.models is not None:
+        engine.models.take_lease()  # released when the fit is installed (or has expired)
 
 
 def _install(engine: DecisionEngine, cache: ModelCache) -> None:
@@ -232,6 +234,9 @@ def _install(engine: DecisionEngine, cache: ModelCache) -> None:
             engine.stop_background_fits(str(err))
         in_helper = False
         outcome = pending.job.fit_here()
+    finally:
+        if engine.models is not None:
+            engine.models.release_lease()
     engine.stats.fit_seconds += time.perf_counter() - t0
     engine.stats.background_fit_seconds += outcome.seconds
     if outcome.error is not None:

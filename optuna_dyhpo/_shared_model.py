@@ -220,17 +220,24 @@ class SharedModels:
             _logger.debug(f"Could not read the fit lease ({type(err).__name__}: {err}).")
             return False
 
+    def take_lease(self) -> None:
+        """Take the study's fit lease: this worker (or its fit helper) is fitting."""
+        if self._lease is not None:
+            _quietly(self._lease.take, "take the fit lease")
+
+    def release_lease(self) -> None:
+        """Give the lease up (the fit is over, published or not)."""
+        if self._lease is not None:
+            _quietly(self._lease.release, "release the fit lease")
+
     @contextlib.contextmanager
     def fitting(self) -> Iterator[None]:
         """Hold the study's fit lease while this worker fits."""
-        lease = self._lease
-        if lease is not None:
-            _quietly(lease.take, "take the fit lease")
+        self.take_lease()
         try:
             yield
         finally:
-            if lease is not None:
-                _quietly(lease.release, "release the fit lease")
+            self.release_lease()
 
     def adopt(self, cache: Any, n_obs: int, dim: int) -> bool:
         """Replace the surrogate of ``cache`` (an ``_model_cache.ModelCache``) by the published one

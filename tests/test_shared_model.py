@@ -277,6 +277,27 @@ def test_the_fit_lease_is_taken_only_for_a_fit(tmp_path: Path) -> None:
     assert len(writes) == 2 * fits  # a take and a release around each fit
 
 
+def test_a_fit_in_the_background_holds_the_fit_lease(tmp_path: Path) -> None:
+    """A refit running in the helper holds the lease from its start to its installation, so
+    other workers keep their models meanwhile instead of fitting the same one."""
+    study = make_study(8, tmp_path=tmp_path, n_startup_configs=3, fit_in_background=True)
+    owners: list[Any] = []
+    write = study._storage.set_study_system_attr
+
+    def counted(study_id: int, key: str, value: Any) -> None:
+        if key == FIT_LEASE_KEY:
+            owners.append(value["owner"])
+        write(study_id, key, value)
+
+    study._storage.set_study_system_attr = counted  # type: ignore[method-assign]
+    study.optimize(make_objective(), callbacks=[StopAfterEpochs(70)])
+    stats = study.sampler._engine.stats  # type: ignore[attr-defined]
+    assert stats.background_fits >= 2
+    # Take, release, take, release, ... (a fit still running at the end may hold it).
+    assert all((owner is None) == (i % 2 == 1) for i, owner in enumerate(owners))
+    assert len(owners) // 2 >= stats.scratch_fits + stats.warm_fits
+
+
 def test_while_another_worker_fits_the_first_model_a_worker_decides_without_one(
     tmp_path: Path,
 ) -> None:
