@@ -296,11 +296,15 @@ def test_the_incremental_sweep_finds_what_a_whole_sweep_finds(tmp_path: Path, se
                 a: n for a, n in whole.items() if a not in done
             }
         counts.append(len(whole))
+        scanned.append(_checkpoints.cache.sweeps[storage][study_id].scanned)
 
+    scanned: list[int] = []
     study.optimize(objective, callbacks=[check, StopAfterEpochs(45)])
+    assert max(scanned) == asked.number  # the running trial held the leading run back
     study.tell(asked, state=TrialState.FAIL)
     check(study, None)
-    assert counts[-1] > counts[0] > 0  # checkpoints were superseded before and after the ask
+    assert scanned[-1] == len(study.trials)  # then the sweep moved past it
+    assert counts[-1] > 0  # checkpoints were superseded
 
 
 # ------------------------------------------------------------------------------ cleanup
