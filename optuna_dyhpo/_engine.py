@@ -163,12 +163,7 @@ class DecisionEngine:
             scope, study_id, tuple((k, repr(v)) for k, v in encoder.distributions.items())
         )
         existing = [c for c in ordered if c.status == "paused" and 0 < len(c.curve) < s.max_budget]
-        valid = cache.valid  # known valid ones cost one lookup (see ``_still_valid``)
-        existing = [
-            c
-            for c in existing
-            if valid.get(c.config_id) or self._still_valid(c, space, cache, scope, study_id)
-        ]
+        existing = self._still_valid(existing, space, cache, scope, study_id)
         existing = best_per_length(existing, s.max_paused, 1.0 if maximize else -1.0)
         if running is not None:
             existing.append(configs[running])
@@ -242,25 +237,33 @@ class DecisionEngine:
 
     def _still_valid(
         self,
-        c: Configuration,
+        configs: list[Configuration],
         space: dict[str, BaseDistribution],
         cache: ModelCache,
         scope: Any,
         study_id: int,
-    ) -> bool:
-        # A configuration's parameters never change, and the cache belongs to one space.
-        if c.config_id in cache.valid:
-            return cache.valid[c.config_id]
-        bad = params_fit(c.params, space)
-        cache.valid[c.config_id] = not bad
-        if bad and (scope, study_id, c.config_id) not in self._warned:
-            self._warned.add((scope, study_id, c.config_id))
-            warn_once(
-                _logger,
-                f"Paused configuration {c.config_id} is not resumed: the search space no "
-                f"longer contains its value(s) of {bad} (params {c.params}).",
-            )
-        return not bad
+    ) -> list[Configuration]:
+        """The ``configs`` whose parameters the current ``space`` still contains (warned once
+        per configuration that it is not resumed otherwise)."""
+        # A configuration's parameters never change, and the cache belongs to one space: a
+        # known configuration costs one lookup.
+        known = cache.valid
+        out = []
+        for c in configs:
+            ok = known.get(c.config_id)
+            if ok is None:
+                bad = params_fit(c.params, space)
+                ok = known[c.config_id] = not bad
+                if bad and (scope, study_id, c.config_id) not in self._warned:
+                    self._warned.add((scope, study_id, c.config_id))
+                    warn_once(
+                        _logger,
+                        f"Paused configuration {c.config_id} is not resumed: the search space "
+                        f"no longer contains its value(s) of {bad} (params {c.params}).",
+                    )
+            if ok:
+                out.append(c)
+        return out
 
     def _collapsed(self, ordered: list[Configuration]) -> bool:
         w = self.settings.collapse_window
