@@ -333,6 +333,11 @@ def run_dyhpo_multi_horizon(ctx: RunContext) -> dict[str, Any]:
     return run_dyhpo(ctx, acquisition="multi-horizon")
 
 
+def run_dyhpo_evidence(ctx: RunContext) -> dict[str, Any]:
+    """:func:`run_dyhpo` with ``DyHPOSampler(acquisition="evidence")``."""
+    return run_dyhpo(ctx, acquisition="evidence")
+
+
 def run_dyhpo_background(ctx: RunContext) -> dict[str, Any]:
     """:func:`run_dyhpo` with ``DyHPOSampler(fit_in_background=True)``."""
     return run_dyhpo(ctx, fit_in_background=True)
@@ -597,6 +602,13 @@ METHODS: dict[str, Method] = {
             _warm_up_dyhpo,
         ),
         Method(
+            "dyhpo-ev",
+            CONTINUATION,
+            'DyHPOSampler(acquisition="evidence") + DyHPOPruner',
+            run_dyhpo_evidence,
+            _warm_up_dyhpo,
+        ),
+        Method(
             "dyhpo-bg",
             CONTINUATION,
             "DyHPOSampler(fit_in_background=True) + DyHPOPruner",
@@ -636,7 +648,7 @@ METHODS: dict[str, Method] = {
 def check_available(name: str) -> str | None:
     """Return None if method ``name`` can run here, else the reason it cannot."""
     try:
-        if name in ("dyhpo", "dyhpo-rung", "dyhpo-mh", "dyhpo-bg"):
+        if name in ("dyhpo", "dyhpo-rung", "dyhpo-mh", "dyhpo-ev", "dyhpo-bg"):
             _import_dyhpo()
         elif name == "smac-mf":
             _import_smac()

@@ -75,7 +75,11 @@ class EngineSettings:
             judging every configuration by a far extrapolation; ``"multi-horizon"``: like
             ``"lookahead"``, but at its next budget, 3 and 9 times that and ``max_budget``, the
             best of the four (a lower bound on the expected improvement of the best value along
-            the rest of its curve, which also holds when curves peak early).
+            the rest of its curve, which also holds when curves peak early); ``"evidence"``: of
+            its value at its next budget or, if that is larger, the largest budget that
+            ``n_startup_configs`` configurations reached, over the best value observed there.
+            With ``"lookahead"`` and ``"multi-horizon"`` the one fresh candidate scored is
+            chosen at that evidence budget (``_scores.fresh_choice``).
         horizon: How far ``"rung"`` looks ahead, as a multiple of the next budget.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
         fit_in_background: Refits (all fits but a study's first) run in a helper process
@@ -101,7 +105,9 @@ class EngineSettings:
     stagnation: float = 1.2
     incumbent: Literal["at-budget", "up-to-budget"] = "at-budget"
     hyperband_brackets: bool = True
-    acquisition: Literal["next-step", "lookahead", "rung", "multi-horizon"] = "lookahead"
+    acquisition: Literal["next-step", "lookahead", "rung", "multi-horizon", "evidence"] = (
+        "lookahead"
+    )
     horizon: int = 3
     surrogate: SurrogateSettings | None = None
     fit_in_background: bool = False

@@ -51,7 +51,10 @@ class ModelCache:
     patterns: Patterns = field(default_factory=dict)
     patterned: set[int] = field(default_factory=set)
     fresh: tuple[Any, Sequence[dict[str, Any]] | torch.Tensor, torch.Tensor] | None = None
+    # Predictions of the fresh candidates of one conditioning (the look-ahead: of its chosen
+    # fresh candidate, ``fresh_winner``, only).
     fresh_pred: tuple[Any, torch.Tensor, torch.Tensor] | None = None
+    fresh_winner: int = 0
     encoder_key: Any = None
     pending: PendingFit | None = None
     # The newest out-of-sample standardised errors of the surrogate and the factor its

@@ -115,9 +115,14 @@ class DyHPOSampler(BaseSampler):
             ``benchmarks/RESULTS.md``). ``"next-step"``: its next epoch (the paper's rule).
             ``"multi-horizon"``: the best of its expected improvements at its next epoch, 3
             and 9 times that and ``max_budget``, so that a curve that peaks early (overfitting,
-            a loss that turns up) is judged at its peak; better than ``"lookahead"`` on noisy,
-            overfitting and diverging metrics and as good on crossing curves, a little worse
-            on LCBench, at about 1.5 times its decision cost.
+            a loss that turns up) is judged at its peak; at about 1.5 times the look-ahead's
+            decision cost. ``"evidence"``: its predicted value at its next epoch or, if that
+            is later, the largest epoch that ``n_startup_configs`` configurations reached,
+            against the best value observed there; best on noisy and diverging metrics,
+            weak on crossing curves and late starters. With ``"lookahead"`` and
+            ``"multi-horizon"``, the new configuration that may be started is chosen by its
+            expected improvement at that same epoch, where the model has seen enough curves
+            to rank new configurations.
         fit_in_background: Refit the surrogate in a helper process (started on the first
             refit, one per sampler and process) while the objective trains, instead of inside
             the decision. A refit started at ``n`` observations is used from the first decision
@@ -134,7 +139,9 @@ class DyHPOSampler(BaseSampler):
         n_startup_configs: int = 5,
         n_candidates: int = 512,
         artifact_store: ArtifactStore | None = None,
-        acquisition: Literal["lookahead", "rung", "next-step", "multi-horizon"] = "lookahead",
+        acquisition: Literal[
+            "lookahead", "rung", "next-step", "multi-horizon", "evidence"
+        ] = "lookahead",
         fit_in_background: bool = False,
     ) -> None:
         self.max_budget = check_int("max_budget", max_budget, 1)
@@ -149,11 +156,10 @@ class DyHPOSampler(BaseSampler):
                 "`artifact_store` must be an Optuna artifact store (with `write` and "
                 f"`open_reader`), e.g. FileSystemArtifactStore, but got {artifact_store!r}."
             )
-        if acquisition not in ("lookahead", "rung", "next-step", "multi-horizon"):
+        if acquisition not in ("lookahead", "rung", "next-step", "multi-horizon", "evidence"):
             raise ValueError(
-                "`acquisition` must be 'lookahead', 'rung', 'next-step' or 'multi-horizon', "
-                "but got "
-                f"{acquisition!r}."
+                "`acquisition` must be 'lookahead', 'rung', 'next-step', 'multi-horizon' or "
+                f"'evidence', but got {acquisition!r}."
             )
         self.acquisition = acquisition
         check_bool("fit_in_background", fit_in_background)

@@ -371,13 +371,7 @@ def test_multi_horizon_scores_each_candidate_at_least_as_high_as_the_lookahead(
     configs[0].status = "running"
     configs[9].curve = configs[9].curve[:1]
     for acquisition in ("lookahead", "multi-horizon"):
-        settings = EngineSettings(
-            10,
-            n_startup_configs=3,
-            n_candidates=64,
-            promotion_probability=0,
-            acquisition=acquisition,  # type: ignore[arg-type]
-        )
+        settings = _ei_only(acquisition)
         d = DecisionEngine(settings, seed=seed).decide(configs, maximize=maximize, running=0)
         assert d.reason == "ei" and math.isfinite(d.log_ei)
         if d.kind != "fresh":
@@ -386,12 +380,20 @@ def test_multi_horizon_scores_each_candidate_at_least_as_high_as_the_lookahead(
     assert torch.all(scores["multi-horizon"] >= scores["lookahead"] - 1e-9)
 
 
-@pytest.mark.parametrize("horizon", [1, 3, 9])
-def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
-    monkeypatch: pytest.MonkeyPatch, horizon: int
-) -> None:
-    """The rows scored and the incumbents compared are at ``horizon * (last step + 1)``,
-    capped at ``max_budget`` (fresh candidates: at ``horizon``)."""
+def _ei_only(acquisition: str) -> EngineSettings:
+    """Settings of a ten-step study scored by ``acquisition`` alone (no promotions)."""
+    return EngineSettings(
+        10,
+        n_startup_configs=3,
+        n_candidates=64,
+        promotion_probability=0,
+        acquisition=acquisition,  # type: ignore[arg-type]
+    )
+
+
+def _spy_budgets(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Records the budgets of the rows predicted for paused configurations (``rows``) and of
+    the incumbents compared with (``incumbents``) at the next decision."""
     from optuna_dyhpo._gp import CurveTable
 
     seen: dict[str, object] = {}
@@ -407,6 +409,16 @@ def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
 
     monkeypatch.setattr(CurveTable, "next_step_rows", rows)
     monkeypatch.setattr(CurveTable, "incumbents", incumbents)
+    return seen
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 9])
+def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
+    monkeypatch: pytest.MonkeyPatch, horizon: int
+) -> None:
+    """The rows scored and the incumbents compared are at ``horizon * (last step + 1)``,
+    capped at ``max_budget`` (fresh candidates: at ``horizon``)."""
+    seen = _spy_budgets(monkeypatch)
     configs = _configs()
     configs[9].curve = _curve(0.95, 1)  # one configuration one step in, the others three
     settings = EngineSettings(
@@ -421,6 +433,69 @@ def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
     existing = [min(horizon * 4, 10)] * 9 + [min(horizon * 2, 10)]
     assert seen["rows"] == existing
     assert seen["incumbents"] == existing + [min(horizon, 10)] * 8
+
+
+@pytest.mark.parametrize("long_ones", [0, 2, 3, 5])
+def test_evidence_judges_each_candidate_at_the_budget_enough_configurations_reached(
+    monkeypatch: pytest.MonkeyPatch, long_ones: int
+) -> None:
+    """``"evidence"``: a fresh candidate is judged at the largest budget that
+    ``n_startup_configs`` configurations reached (against the best value observed there), a
+    paused one at that budget or its next step if it is further."""
+    seen = _spy_budgets(monkeypatch)
+    configs = _configs()  # ten configurations, three steps each
+    for c in list(configs.values())[:long_ones]:
+        c.curve = _curve(0.8, 7)
+    settings = EngineSettings(
+        10, n_startup_configs=3, n_candidates=8, promotion_probability=0, acquisition="evidence"
+    )
+    DecisionEngine(settings, seed=0).decide(configs, maximize=True)
+    evidence = 7 if long_ones >= 3 else 3
+    existing = [max(len(c.curve) + 1, evidence) for c in configs.values()]
+    assert seen["rows"] == existing
+    assert seen["incumbents"] == existing + [evidence] * 8
+
+
+@pytest.mark.parametrize("acquisition", ["lookahead", "multi-horizon"])
+def test_the_new_configuration_is_chosen_at_the_evidence_budget(
+    monkeypatch: pytest.MonkeyPatch, acquisition: str
+) -> None:
+    """The look-ahead picks its one fresh candidate by the expected improvement at the
+    evidence budget, against the best value observed there, and only that candidate is
+    judged at its look-ahead budgets against the paused ones."""
+    import torch
+
+    import optuna_dyhpo._engine as engine_module
+    from optuna_dyhpo._gp import CurveTable
+    from optuna_dyhpo._gp import log_expected_improvement
+    from optuna_dyhpo._scores import lookahead_scores
+
+    calls: list[tuple[int, int]] = []
+    scores: list[torch.Tensor] = []
+    ranked: list[torch.Tensor] = []
+    original = CurveTable.fresh_rows
+
+    def fresh_rows(self: CurveTable, x, target=1):  # type: ignore[no-untyped-def]
+        calls.append((int(x.shape[0]), int(target)))
+        return original(self, x, target)
+
+    def spy(s, table, cache, idx, fresh_x):  # type: ignore[no-untyped-def]
+        out = lookahead_scores(s, table, cache, idx, fresh_x)
+        mean, sd = cache.surrogate.predict(original(table, fresh_x, 3))
+        at = table.incumbents(torch.tensor([3]))
+        ranked.append(log_expected_improvement(mean, cache.spread * sd, at))
+        scores.append(out)
+        return out
+
+    monkeypatch.setattr(CurveTable, "fresh_rows", fresh_rows)
+    monkeypatch.setattr(engine_module, "lookahead_scores", spy)
+    configs = _configs()  # three steps each: three configurations reached budget 3
+    DecisionEngine(_ei_only(acquisition), seed=0).decide(configs, maximize=True)
+    ahead = [10] if acquisition == "lookahead" else [1, 3, 9, 10]
+    assert calls == [(64, 3)] + [(1, b) for b in ahead]
+    fresh = scores[0][len(configs) :]
+    assert int(torch.isfinite(fresh).sum()) == 1
+    assert int(torch.argmax(fresh)) == int(torch.argmax(ranked[0]))
 
 
 def _crossing(b: int, x: float) -> float:

@@ -136,8 +136,8 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
         ),
         (
             {"max_budget": 5, "acquisition": "far"},
-            "`acquisition` must be 'lookahead', 'rung', 'next-step' or 'multi-horizon', "
-            "but got 'far'",
+            "`acquisition` must be 'lookahead', 'rung', 'next-step', 'multi-horizon' or "
+            "'evidence', but got 'far'",
         ),
     ],
 )
@@ -161,12 +161,36 @@ def _paused_study(tmp_path: Path) -> tuple[optuna.Study, DyHPOSampler]:
     return study, sampler
 
 
-def test_a_paused_configuration_is_claimed_once(tmp_path: Path) -> None:
+def _ask_fresh(
+    sampler: DyHPOSampler, study: optuna.Study, monkeypatch: pytest.MonkeyPatch
+) -> optuna.Trial:
+    """A trial whose own decision starts a new configuration (so that it claims nothing:
+    the test decides what it claims)."""
+    import math
+
+    from optuna_dyhpo._engine import Decision
+
+    with monkeypatch.context() as m:
+        m.setattr(
+            sampler._engine,
+            "decide",
+            lambda *a, **k: Decision("fresh", None, None, 1, math.nan, "test"),
+        )
+        return study.ask()
+
+
+def test_a_paused_configuration_is_claimed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two trials that both decided to resume the same configuration: only one gets it."""
     study, sampler = _paused_study(tmp_path)
     configs = sampler._configurations(study)
     paused = next(c for c in configs.values() if c.status == "paused")
-    first, second = study.ask(), study.ask()  # both read the study before either claims
+    # Both read the study before either claims.
+    first, second = (
+        _ask_fresh(sampler, study, monkeypatch),
+        _ask_fresh(sampler, study, monkeypatch),
+    )
     # Whatever the sampler decided for them, force the race on `paused`, with a stale view.
     for t in (first, second):
         study._storage.set_trial_system_attr(t._trial_id, "dyhpo:segment", None)
@@ -177,14 +201,16 @@ def test_a_paused_configuration_is_claimed_once(tmp_path: Path) -> None:
     assert optuna.get_all_study_names(study._storage) == [study.study_name]
 
 
-def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
+def test_a_stale_claim_of_a_dead_worker_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     study, sampler = _paused_study(tmp_path)
     paused = next(c for c in sampler._configurations(study).values() if c.status == "paused")
     parent = study._storage.get_trial(paused.last_trial_id).number
     key = f"{study.study_name}:dyhpo-claim:{parent}:0"
     dead = study._storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], key)
     study._storage.set_study_system_attr(dead, "dyhpo:claimed_at", 0.0)  # long ago
-    trial = study.ask()
+    trial = _ask_fresh(sampler, study, monkeypatch)
     assert claim_continuation(sampler, study, study._storage.get_trial(trial._trial_id), paused)
     # A fresh claim by a live worker is respected.
     other = sampler._configurations(study)
@@ -198,7 +224,10 @@ def test_a_stale_claim_of_a_dead_worker_is_broken(tmp_path: Path) -> None:
             [optuna.study.StudyDirection.MINIMIZE], f"{study.study_name}:dyhpo-claim:{p}:0"
         )
         assert not claim_continuation(
-            sampler, study, study._storage.get_trial(study.ask()._trial_id), nxt
+            sampler,
+            study,
+            study._storage.get_trial(_ask_fresh(sampler, study, monkeypatch)._trial_id),
+            nxt,
         )
 
 

@@ -351,6 +351,13 @@ class CurveTable:
         valid = torch.arange(self.width).unsqueeze(0) < self.lengths.unsqueeze(1)
         return float(torch.where(valid, self.curves, -math.inf).max())
 
+    def evidence_budget(self, min_configs: int) -> int:
+        """The largest budget that at least ``min_configs`` configurations reached (1 if
+        fewer configurations were observed)."""
+        if len(self.lengths) < min_configs or min_configs < 1:
+            return 1
+        return max(1, int(torch.topk(self.lengths, min_configs).values[-1]))
+
     def incumbents(self, budgets: torch.Tensor, cumulative: bool = False) -> torch.Tensor:
         """DyHPO's incumbent for a candidate at each budget: the best normalised value observed
         at exactly that budget (with ``cumulative``: at any budget up to it), or the best

@@ -125,3 +125,9 @@ def test_before_every_observation_is_the_whole_table(lookahead: bool) -> None:
             table.conditioning_subset(max_rows, lookahead),
         )
     assert table.holdout_rows(n_obs)[0].n == 0
+
+
+def test_the_evidence_budget_is_reached_by_enough_configurations() -> None:
+    table = _table()  # curve lengths 1, 4, 2, 7, 3
+    assert [table.evidence_budget(k) for k in range(1, 6)] == [7, 4, 3, 2, 1]
+    assert table.evidence_budget(6) == 1  # fewer configurations than asked for

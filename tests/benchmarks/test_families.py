@@ -340,7 +340,7 @@ class _AlwaysDiverges(Problem):
         return best_value
 
 
-@pytest.mark.parametrize("method", [*TINY_METHODS, "dyhpo-rung", "dyhpo-mh"])
+@pytest.mark.parametrize("method", [*TINY_METHODS, "dyhpo-rung", "dyhpo-mh", "dyhpo-ev"])
 def test_diverged_trials_are_pruned_not_failed(method: str, tmp_path: Path) -> None:
     problem = _AlwaysDiverges()
     timer = OverheadTimer()

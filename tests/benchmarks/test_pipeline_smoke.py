@@ -43,12 +43,13 @@ def _lcbench_available() -> bool:
 
 PROBLEMS = (["lcbench:3945"] if _lcbench_available() else []) + ["digits"]
 # dyhpo-rung is DyHPO with another acquisition (the method-level tests run it: test_families),
-# dyhpo-mh DyHPO with the multi-horizon acquisition (test_families runs it),
+# dyhpo-mh DyHPO with the multi-horizon acquisition (test_families runs it), dyhpo-ev with
+# the evidence acquisition (test_families too),
 # dyhpo-bg DyHPO fitting in its helper process (tests/test_sampler.py runs that).
 METHOD_NAMES = [
     m
     for m in METHODS
-    if m not in ("dyhpo-rung", "dyhpo-mh", "dyhpo-bg")
+    if m not in ("dyhpo-rung", "dyhpo-mh", "dyhpo-ev", "dyhpo-bg")
     and (m != "smac-mf" or check_available(m) is None)
 ]
 
