@@ -40,12 +40,12 @@ def step_scores(
     surrogate = cache.surrogate
     assert surrogate is not None
     n_fresh = int(fresh_x.shape[0])
-    factor = s.horizon if s.acquisition == "rung" else 1
     nxt = torch.cat([table.lengths[idx] + 1, torch.ones(n_fresh, dtype=torch.long)])
-    targets = torch.clamp(factor * nxt, max=s.max_budget)
     if s.acquisition == "evidence":
-        floor = table.evidence_budget(s.n_startup_configs)
-        targets = torch.clamp(nxt.clamp_min(floor), max=s.max_budget)
+        ahead = nxt.clamp_min(table.evidence_budget(s.n_startup_configs))
+    else:
+        ahead = (s.horizon if s.acquisition == "rung" else 1) * nxt
+    targets = torch.clamp(ahead, max=s.max_budget)
     fresh_target = int(targets[-1]) if n_fresh else 1
     if cache.fresh_pred is None or cache.fresh_pred[0] != cache.conditioned:
         cache.fresh_pred = (

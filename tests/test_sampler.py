@@ -191,7 +191,8 @@ def test_a_paused_configuration_is_claimed_once(
         _ask_fresh(sampler, study, monkeypatch),
         _ask_fresh(sampler, study, monkeypatch),
     )
-    # Whatever the sampler decided for them, force the race on `paused`, with a stale view.
+    # Their own decisions started new configurations: force the race on `paused`, with a
+    # stale view.
     for t in (first, second):
         study._storage.set_trial_system_attr(t._trial_id, "dyhpo:segment", None)
     a = claim_continuation(sampler, study, study._storage.get_trial(first._trial_id), paused)
