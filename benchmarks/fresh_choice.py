@@ -48,7 +48,6 @@ def probe(family: str, seed: int, every: int) -> np.ndarray:
     import torch
 
     from benchmarks.families import parse_family_spec
-    import benchmarks.run as runner
     import optuna_dyhpo._engine as engine_module
     from optuna_dyhpo._gp import log_expected_improvement
 
@@ -70,14 +69,26 @@ def probe(family: str, seed: int, every: int) -> np.ndarray:
         rows.append((q[cache.fresh_winner], q[far], q.mean()))
         return out
 
-    engine_module.lookahead_scores = spy
+    run_patched(family, seed, [(engine_module, "lookahead_scores", spy)])
+    return np.array(rows)
+
+
+def run_patched(family: str, seed: int, patches: Sequence[tuple[Any, str, Any]]) -> None:
+    """Run the default DyHPO on synthetic ``family`` with ``seed`` (its results in a
+    temporary folder) while each ``(owner, name, value)`` of ``patches`` replaces
+    ``owner.name``; the originals are restored afterwards."""
+    import benchmarks.run as runner
+
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, value in patches:
+        setattr(owner, name, value)
     try:
         with tempfile.TemporaryDirectory() as out:
             argv = ["--problems", f"family:{family}", "--methods", "dyhpo", "--seeds", str(seed)]
             runner.main([*argv, "--no-progress", "--out", out])
     finally:
-        engine_module.lookahead_scores = original
-    return np.array(rows)
+        for owner, name, value in originals:
+            setattr(owner, name, value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

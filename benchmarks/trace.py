@@ -20,7 +20,6 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
-import tempfile
 from typing import Any
 
 POOR, GOOD = 0.3, 0.7
@@ -53,7 +52,7 @@ def trace(family: str, seed: int, every: int = 1, top: int = 3) -> Trace:
 
     from benchmarks.families import parse_family_spec
     from benchmarks.fresh_choice import _quality
-    import benchmarks.run as runner
+    from benchmarks.fresh_choice import run_patched
     import optuna_dyhpo._engine as engine_module
 
     (problem,) = parse_family_spec(f"family:{family}")
@@ -63,8 +62,13 @@ def trace(family: str, seed: int, every: int = 1, top: int = 3) -> Trace:
     original_decide = engine_module.DecisionEngine.decide
     calls = [0]
 
-    def quality(params: dict[str, Any]) -> float:
-        return _quality(problem, params, seed)
+    known: dict[int, float] = {}
+
+    def quality(c: Any) -> float:
+        """The quality of configuration ``c`` (computed once: its parameters never change)."""
+        if c.config_id not in known:
+            known[c.config_id] = _quality(problem, c.params, seed)
+        return known[c.config_id]
 
     def scores(s: Any, table: Any, cache: Any, idx: torch.Tensor, fresh_x: torch.Tensor) -> Any:
         log_ei = original_scores(s, table, cache, idx, fresh_x)
@@ -75,7 +79,7 @@ def trace(family: str, seed: int, every: int = 1, top: int = 3) -> Trace:
         scored.clear()
         decision = original_decide(self, configs, maximize, *a, **k)
         for c in configs.values():
-            out.epochs[c.config_id] = (c.last_step, quality(c.params))
+            out.epochs[c.config_id] = (c.last_step, quality(c))
         if not scored:
             return decision
         calls[0] += 1
@@ -97,19 +101,15 @@ def trace(family: str, seed: int, every: int = 1, top: int = 3) -> Trace:
             out.lines.append(
                 f"    config {c.config_id:4d}: {c.last_step:3d} steps, at max_budget "
                 f"{float(mean[j]):6.2f} +- {cache.spread * float(sd[j]):5.2f}, log EI "
-                f"{float(scored['log_ei'][j]):7.2f}, quality {quality(c.params):.2f}"
+                f"{float(scored['log_ei'][j]):7.2f}, quality {quality(c):.2f}"
             )
         return decision
 
-    engine_module.lookahead_scores = scores
-    engine_module.DecisionEngine.decide = decide  # type: ignore[method-assign]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            argv = ["--problems", f"family:{family}", "--methods", "dyhpo", "--seeds", str(seed)]
-            runner.main([*argv, "--no-progress", "--out", tmp])
-    finally:
-        engine_module.lookahead_scores = original_scores
-        engine_module.DecisionEngine.decide = original_decide  # type: ignore[method-assign]
+    patches = [
+        (engine_module, "lookahead_scores", scores),
+        (engine_module.DecisionEngine, "decide", decide),
+    ]
+    run_patched(family, seed, patches)
     return out
 
 
