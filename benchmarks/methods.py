@@ -343,8 +343,16 @@ def run_dyhpo_background(ctx: RunContext) -> dict[str, Any]:
     return run_dyhpo(ctx, fit_in_background=True)
 
 
+def run_dyhpo_tpe(ctx: RunContext) -> dict[str, Any]:
+    """:func:`run_dyhpo` with ``DyHPOSampler(proposal="tpe")``."""
+    return run_dyhpo(ctx, proposal="tpe")
+
+
 def run_dyhpo(
-    ctx: RunContext, acquisition: str = "lookahead", fit_in_background: bool = False
+    ctx: RunContext,
+    acquisition: str = "lookahead",
+    fit_in_background: bool = False,
+    proposal: str | None = None,
 ) -> dict[str, Any]:
     """DyHPOSampler + DyHPOPruner; paused configurations resume from their checkpoint.
 
@@ -365,6 +373,7 @@ def run_dyhpo(
         artifact_store=store,
         acquisition=acquisition,
         fit_in_background=fit_in_background,
+        **({} if proposal is None else {"proposal": proposal}),
     )
     pruner = dy.DyHPOPruner()
     rec = ctx.recorder
@@ -609,6 +618,13 @@ METHODS: dict[str, Method] = {
             _warm_up_dyhpo,
         ),
         Method(
+            "dyhpo-tpe",
+            CONTINUATION,
+            'DyHPOSampler(proposal="tpe") + DyHPOPruner',
+            run_dyhpo_tpe,
+            _warm_up_dyhpo,
+        ),
+        Method(
             "dyhpo-bg",
             CONTINUATION,
             "DyHPOSampler(fit_in_background=True) + DyHPOPruner",
@@ -648,7 +664,7 @@ METHODS: dict[str, Method] = {
 def check_available(name: str) -> str | None:
     """Return None if method ``name`` can run here, else the reason it cannot."""
     try:
-        if name in ("dyhpo", "dyhpo-rung", "dyhpo-mh", "dyhpo-ev", "dyhpo-bg"):
+        if name in ("dyhpo", "dyhpo-rung", "dyhpo-mh", "dyhpo-ev", "dyhpo-tpe", "dyhpo-bg"):
             _import_dyhpo()
         elif name == "smac-mf":
             _import_smac()

@@ -80,6 +80,10 @@ class EngineSettings:
             ``n_startup_configs`` configurations reached, over the best value observed there.
             With ``"lookahead"`` and ``"multi-horizon"`` the one fresh candidate scored is
             chosen at that evidence budget (``_scores.fresh_choice``).
+        proposal: Which new configuration is the candidate in a flat search space: ``"gp"``,
+            the best of ``n_candidates`` scrambled Sobol points by the surrogate's expected
+            improvement; ``"tpe"``, Optuna's TPE proposal given every configuration's curve
+            as a stopped trial (``_proposal``). A conditional space always uses ``"gp"``.
         horizon: How far ``"rung"`` looks ahead, as a multiple of the next budget.
         surrogate: The surrogate's own settings (fit steps, fit rows); ``None``: its defaults.
         fit_in_background: Refits (all fits but a study's first) run in a helper process
@@ -95,6 +99,7 @@ class EngineSettings:
     max_budget: int
     n_startup_configs: int = 5
     n_candidates: int = 512
+    proposal: Literal["gp", "tpe"] = "gp"
     refit_every: int = 20
     refit_growth: float = 0.1
     max_rows: int = 500

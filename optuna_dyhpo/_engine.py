@@ -32,6 +32,7 @@ from optuna_dyhpo._model_cache import ModelCache
 from optuna_dyhpo._model_cache import curve_table
 from optuna_dyhpo._promotion import bracket_floor
 from optuna_dyhpo._promotion import promotion
+from optuna_dyhpo._proposal import tpe_proposal
 from optuna_dyhpo._refit import refit
 from optuna_dyhpo._scores import lookahead_scores
 from optuna_dyhpo._scores import step_scores
@@ -322,6 +323,10 @@ class DecisionEngine:
             seed = int(_uniform(self.seed, n_obs, len(observed)) * 2**31)
             update_patterns(cache.patterns, cache.patterned, encoder, observed)
             cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed, cache.patterns)
+            if s.proposal == "tpe" and isinstance(cands, torch.Tensor):
+                proposed = tpe_proposal(encoder, observed, sign, s.max_budget, seed)
+                if len(proposed):
+                    cands, x = proposed, encoder.encode_unit(proposed)
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)

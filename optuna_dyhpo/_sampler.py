@@ -129,6 +129,13 @@ class DyHPOSampler(BaseSampler):
             with ``n + 5`` observations, which waits for it if it is not done; so a seeded run
             stays reproducible, and with epochs longer than a fit (a few seconds at most) the
             decisions never wait for one. The study's first fit runs in this process.
+        proposal: Which new configuration may be started, in a flat search space: ``"gp"``,
+            the best of ``n_candidates`` scrambled Sobol points by the surrogate's expected
+            improvement (see ``acquisition``); ``"tpe"``, the proposal of Optuna's
+            :class:`~optuna.samplers.TPESampler` given every configuration as a trial stopped
+            at the epoch its curve reached (what TPE sees next to a successive-halving pruner).
+            The surrogate still decides whether to start it or continue a paused one. A
+            conditional search space always uses ``"gp"``.
     """
 
     def __init__(
@@ -143,6 +150,7 @@ class DyHPOSampler(BaseSampler):
             "lookahead", "rung", "next-step", "multi-horizon", "evidence"
         ] = "lookahead",
         fit_in_background: bool = False,
+        proposal: Literal["gp", "tpe"] = "gp",
     ) -> None:
         self.max_budget = check_int("max_budget", max_budget, 1)
         if seed is not None:
@@ -162,6 +170,9 @@ class DyHPOSampler(BaseSampler):
                 f"'evidence', but got {acquisition!r}."
             )
         self.acquisition = acquisition
+        if proposal not in ("gp", "tpe"):
+            raise ValueError(f"`proposal` must be 'gp' or 'tpe', but got {proposal!r}.")
+        self.proposal = proposal
         check_bool("fit_in_background", fit_in_background)
         self._seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         self._artifact_store = artifact_store
@@ -173,6 +184,7 @@ class DyHPOSampler(BaseSampler):
                 self.n_candidates,
                 acquisition=acquisition,
                 fit_in_background=fit_in_background,
+                proposal=proposal,
             ),
             self._seed,
         )

@@ -162,6 +162,27 @@ class SearchSpaceEncoder:
             return torch.zeros((u.shape[0], 0), dtype=u.dtype)
         return torch.cat(cols, dim=-1)
 
+    def to_unit(self, params: Mapping[str, Any]) -> list[float] | None:
+        """A point of ``[0, 1]^n_params`` that :meth:`decode` maps to ``params`` (``None`` if a
+        parameter is missing or its categorical choice unknown): the inverse of decoding."""
+        u: list[float] = []
+        features = self.encode(params)
+        k = 0
+        for name, dist in self.distributions.items():
+            if name not in params:
+                return None
+            if isinstance(dist, CategoricalDistribution):
+                n = len(dist.choices)
+                onehot = features[k : k + n]
+                if max(onehot) < 1.0:
+                    return None
+                u.append((onehot.index(1.0) + 0.5) / n)
+                k += n
+            else:
+                u.append(features[k])
+                k += 1
+        return u
+
     def decode(self, u: list[float]) -> dict[str, Any]:
         """Map a point of ``[0, 1]^n_params`` (one coordinate per parameter) to params."""
         params: dict[str, Any] = {}

@@ -386,6 +386,7 @@ def _ei_only(acquisition: str) -> EngineSettings:
         10,
         n_startup_configs=3,
         n_candidates=64,
+        proposal="gp",
         promotion_probability=0,
         acquisition=acquisition,  # type: ignore[arg-type]
     )
@@ -425,6 +426,7 @@ def test_rung_judges_each_candidate_at_horizon_times_its_next_budget(
         10,
         n_startup_configs=3,
         n_candidates=8,
+        proposal="gp",
         promotion_probability=0,
         acquisition="rung",
         horizon=horizon,
@@ -447,7 +449,12 @@ def test_evidence_judges_each_candidate_at_the_budget_enough_configurations_reac
     for c in list(configs.values())[:long_ones]:
         c.curve = _curve(0.8, 7)
     settings = EngineSettings(
-        10, n_startup_configs=3, n_candidates=8, promotion_probability=0, acquisition="evidence"
+        10,
+        n_startup_configs=3,
+        n_candidates=8,
+        proposal="gp",
+        promotion_probability=0,
+        acquisition="evidence",
     )
     DecisionEngine(settings, seed=0).decide(configs, maximize=True)
     evidence = 7 if long_ones >= 3 else 3

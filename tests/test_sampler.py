@@ -139,6 +139,10 @@ def test_conditional_and_mixed_search_space(tmp_path: Path) -> None:
             "`acquisition` must be 'lookahead', 'rung', 'next-step', 'multi-horizon' or "
             "'evidence', but got 'far'",
         ),
+        (
+            {"max_budget": 5, "proposal": "random"},
+            "`proposal` must be 'gp' or 'tpe', but got 'random'",
+        ),
     ],
 )
 def test_sampler_validates_its_arguments(kwargs: dict, fragment: str) -> None:

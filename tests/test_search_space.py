@@ -191,3 +191,29 @@ def test_round_trips() -> None:
 def test_empty_space() -> None:
     enc = SearchSpaceEncoder({})
     assert enc.dim == 0 and enc.encode({}) == [] and enc.decode([]) == {}
+
+
+def test_to_unit_inverts_decode_categoricals_included() -> None:
+    space = {
+        **SPACE,
+        "ints": IntDistribution(1, 3),
+        "logints": IntDistribution(1, 8, log=True),
+        "pick": CategoricalDistribution(("a", "b", "c")),
+    }
+    enc = SearchSpaceEncoder(space)
+    u = torch.rand(
+        200, enc.n_params, generator=torch.Generator().manual_seed(7), dtype=torch.float64
+    )
+    for row in u.tolist():
+        params = enc.decode(row)
+        point = enc.to_unit(params)
+        assert point is not None and all(0.0 <= v <= 1.0 for v in point)
+        again = enc.decode(point)
+        for name, dist in space.items():
+            if isinstance(dist, FloatDistribution) and dist.step is None:
+                assert again[name] == pytest.approx(params[name], rel=1e-12), name
+            else:
+                assert again[name] == params[name], name
+    some = enc.decode(u[0].tolist())
+    assert enc.to_unit({k: v for k, v in some.items() if k != "ints"}) is None
+    assert enc.to_unit({**some, "pick": "z"}) is None
