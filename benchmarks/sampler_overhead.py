@@ -106,6 +106,7 @@ def run(
     epoch_seconds: float = 0.0,
     work: str = "sleep",
     acquisition: str = "lookahead",
+    proposal: str = "gp",
 ) -> dict[str, Any]:
     storage: str | None = None
     if storage_kind == "sqlite":
@@ -115,6 +116,7 @@ def run(
         seed=seed,
         fit_in_background=background,
         acquisition=acquisition,  # type: ignore[arg-type]
+        proposal=proposal,  # type: ignore[arg-type]
     )
     pruner = DyHPOPruner()
     study = optuna.create_study(
@@ -155,6 +157,7 @@ def run(
         "storage": storage_kind,
         "fit_in_background": background,
         "acquisition": acquisition,
+        "proposal": proposal,
         "epoch_seconds": epoch_seconds,
         "epoch_work": work,
         "epochs": epochs_spent(study),
@@ -189,6 +192,7 @@ def main() -> None:
         choices=["lookahead", "multi-horizon", "rung", "next-step"],
         default="lookahead",
     )
+    parser.add_argument("--proposal", choices=["gp", "tpe"], default="gp")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,6 +205,7 @@ def main() -> None:
             args.epoch_seconds,
             args.epoch_work,
             args.acquisition,
+            args.proposal,
         )
         for s in args.seeds
     ]

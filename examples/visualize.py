@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 import sys
+from typing import Any
 import warnings
 
 import optuna
@@ -54,6 +55,16 @@ def save_plots(study: optuna.Study, out: Path, png: bool = True) -> list[Path]:
         written.append(out / f"{name}.html")
         save_plotly_graph_object(study, fig, graph_object_id=f"plot_{name}")
     if png:
+        written += _write_pngs(figures, out)
+    return written
+
+
+def _write_pngs(figures: dict[str, Any], out: Path, attempts: int = 2) -> list[Path]:
+    """``<name>.png`` for each figure through kaleido's headless browser; a failed attempt
+    (the browser did not start or answer, as can happen on a busy machine) is retried once
+    with a fresh browser. Without kaleido or a browser the HTML and dashboard still work."""
+    for attempt in range(1, attempts + 1):
+        written: list[Path] = []
         try:
             import kaleido
 
@@ -66,8 +77,14 @@ def save_plots(study: optuna.Study, out: Path, png: bool = True) -> list[Path]:
                         written.append(out / f"{name}.png")
             finally:
                 kaleido.stop_sync_server(silence_warnings=True)
-        except Exception as err:  # kaleido or a browser missing: HTML and dashboard still work
+            return written
+        except ImportError as err:
             print(f"PNG export skipped ({type(err).__name__}: {err})", file=sys.stderr)
+            return []
+        except Exception as err:
+            what = "PNG export skipped" if attempt == attempts else "PNG export retried"
+            print(f"{what} ({type(err).__name__}: {err})", file=sys.stderr)
+    return []
     return written
 
 

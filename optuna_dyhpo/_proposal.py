@@ -1,12 +1,12 @@
 """New configurations proposed by Optuna's TPE over the configurations' learning curves.
 
-DyHPO's surrogate decides *whether* the next step goes to a new configuration; in a flat search
-space, *which* new configuration is Optuna's :class:`~optuna.samplers.TPESampler`'s proposal
-given every configuration as a trial that was stopped at the step its curve reached (the view
-TPE + a successive-halving pruner has of the same curves; ``benchmarks/README.md``, *Findings*,
-has the measurements behind this choice). A configuration that diverged counts as a trial whose
-next step had the worst value observed, as it does for the surrogate.
-"""
+With ``DyHPOSampler(proposal="tpe")``, DyHPO's surrogate still decides *whether* the next step
+goes to a new configuration, but in a flat search space *which* new configuration is Optuna's
+:class:`~optuna.samplers.TPESampler`'s proposal, given every configuration as a trial that was
+stopped at the step its curve reached (the view TPE + a successive-halving pruner has of the
+same curves). A configuration that diverged counts as a trial whose next step had the worst
+value observed, as it does for the surrogate. The measurements behind the option are in
+``benchmarks/README.md`` (*Findings*)."""
 
 from __future__ import annotations
 
