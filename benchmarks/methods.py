@@ -352,7 +352,7 @@ def run_dyhpo(
     ctx: RunContext,
     acquisition: str = "lookahead",
     fit_in_background: bool = False,
-    proposal: str | None = None,
+    proposal: str = "gp",
 ) -> dict[str, Any]:
     """DyHPOSampler + DyHPOPruner; paused configurations resume from their checkpoint.
 
@@ -373,7 +373,7 @@ def run_dyhpo(
         artifact_store=store,
         acquisition=acquisition,
         fit_in_background=fit_in_background,
-        **({} if proposal is None else {"proposal": proposal}),
+        proposal=proposal,
     )
     pruner = dy.DyHPOPruner()
     rec = ctx.recorder

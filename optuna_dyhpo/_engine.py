@@ -322,11 +322,15 @@ class DecisionEngine:
         if cache.fresh is None or cache.fresh[0] != data_key[0]:
             seed = int(_uniform(self.seed, n_obs, len(observed)) * 2**31)
             update_patterns(cache.patterns, cache.patterned, encoder, observed)
-            cands, x = fresh_candidates(encoder, observed, s.n_candidates, seed, cache.patterns)
-            if s.proposal == "tpe" and isinstance(cands, torch.Tensor):
+            proposed = None
+            if s.proposal == "tpe" and len(cache.patterns) <= 1:  # a flat space
                 proposed = tpe_proposal(encoder, observed, sign, s.max_budget, seed)
-                if len(proposed):
-                    cands, x = proposed, encoder.encode_unit(proposed)
+            if proposed is None or not len(proposed):
+                cands, x = fresh_candidates(
+                    encoder, observed, s.n_candidates, seed, cache.patterns
+                )
+            else:
+                cands, x = proposed, encoder.encode_unit(proposed)
             cache.fresh = (data_key[0], cands, x)
         _, fresh_params, fresh_x = cache.fresh
         idx = torch.tensor([row_of[c.config_id] for c in existing], dtype=torch.long)

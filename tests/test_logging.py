@@ -14,42 +14,24 @@ from optuna_dyhpo import DyHPOPruner
 from optuna_dyhpo import StopAfterEpochs
 from optuna_dyhpo import epochs_spent
 from optuna_dyhpo._logging import replace_pruned_line
+from tests.logs import LogRecords
+from tests.logs import optuna_records
 from tests.synthetic import make_objective
 from tests.synthetic import make_study
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def lines(self, level: int) -> list[str]:
-        return [r.getMessage() for r in self.records if r.levelno == level]
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
+def records() -> Iterator[LogRecords]:
     """Every record of Optuna's loggers (optuna.dyhpo included), at Optuna's INFO verbosity."""
-    handler = _Records()
-    logger = logging.getLogger("optuna")
-    logger.addHandler(handler)
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.INFO)
-    try:
+    with optuna_records() as handler:
         yield handler
-    finally:
-        optuna.logging.set_verbosity(previous)
-        logger.removeHandler(handler)
 
 
 def _count(lines: list[str], pattern: str) -> int:
     return sum(bool(re.search(pattern, line)) for line in lines)
 
 
-def test_one_info_line_per_trial_plus_summaries(tmp_path: Path, records: _Records) -> None:
+def test_one_info_line_per_trial_plus_summaries(tmp_path: Path, records: LogRecords) -> None:
     study = make_study(5, tmp_path=tmp_path, n_candidates=32)
     study.pruner = DyHPOPruner(summary_every=10)
     optuna.logging.set_verbosity(optuna.logging.DEBUG)  # INFO lines are counted by level
@@ -89,7 +71,7 @@ def test_one_info_line_per_trial_plus_summaries(tmp_path: Path, records: _Record
 
 
 def test_the_pause_line_says_why_the_trial_started_and_who_wins_the_epoch(
-    tmp_path: Path, records: _Records
+    tmp_path: Path, records: LogRecords
 ) -> None:
     study = make_study(5, tmp_path=tmp_path, n_candidates=32)
     study.optimize(make_objective(checkpoint=True), callbacks=[StopAfterEpochs(20)])
@@ -105,7 +87,9 @@ def test_the_pause_line_says_why_the_trial_started_and_who_wins_the_epoch(
         ), line
 
 
-def test_the_summary_names_statuses_and_the_best_value(tmp_path: Path, records: _Records) -> None:
+def test_the_summary_names_statuses_and_the_best_value(
+    tmp_path: Path, records: LogRecords
+) -> None:
     study = make_study(4, tmp_path=tmp_path, n_startup_configs=30, direction="minimize")
     study.pruner = DyHPOPruner(summary_every=5)
     study.optimize(make_objective(), callbacks=[StopAfterEpochs(12)])
@@ -130,7 +114,7 @@ def test_the_summary_names_statuses_and_the_best_value(tmp_path: Path, records: 
     assert float(re.search(r"best value (\S+) ", summaries[-1]).group(1)) >= best - 1e-6  # type: ignore[union-attr]
 
 
-def test_other_pruners_keep_optunas_pruned_line(records: _Records) -> None:
+def test_other_pruners_keep_optunas_pruned_line(records: LogRecords) -> None:
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.5))
 
     def objective(trial: optuna.Trial) -> float:
@@ -145,7 +129,7 @@ def test_other_pruners_keep_optunas_pruned_line(records: _Records) -> None:
     assert _count(records.lines(logging.INFO), r"^Trial \d+ pruned\.") == len(pruned)
 
 
-def test_a_mark_without_optunas_line_hides_no_later_line(records: _Records) -> None:
+def test_a_mark_without_optunas_line_hides_no_later_line(records: LogRecords) -> None:
     # DyHPO marks the line of each trial it pauses; in an ask-and-tell loop Optuna prints
     # none, and the marks must not hide the lines of a later study's trials with those numbers.
     for number in range(20):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import optuna
@@ -14,6 +13,7 @@ from optuna_dyhpo._engine import DecisionEngine
 from optuna_dyhpo._proposal import tpe_proposal
 from optuna_dyhpo._search_space import SearchSpaceEncoder
 from optuna_dyhpo._state import Configuration
+from tests.logs import optuna_records
 
 SPACE = {
     "x": FloatDistribution(0.0, 1.0),
@@ -97,15 +97,6 @@ def test_a_diverged_configuration_counts_with_the_worst_value_at_its_next_step(
     assert by_x[0.1].intermediate_values == {3: configs[0].curve[-1]}
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_the_engine_scores_the_tpe_proposal_as_its_new_candidate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -130,25 +121,17 @@ def test_the_engine_scores_the_tpe_proposal_as_its_new_candidate(
     monkeypatch.setattr(engine_module, "lookahead_scores", scores)
     configs = {c.config_id: c for c in _study()}
     encoder = SearchSpaceEncoder(SPACE)
-    records = _Records()
-    optuna_logger = logging.getLogger("optuna")
-    optuna_logger.addHandler(records)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.INFO)
-    try:
+    with optuna_records() as records:
         optuna.create_study()  # the handler sees Optuna's lines
-        assert any("study created" in m for m in records.messages)
-        records.messages.clear()
+        assert any("study created" in m for m in records.lines())
+        records.records.clear()
         decisions = []
         for seed in range(3):
             settings = EngineSettings(
                 10, promotion_probability=0, n_startup_configs=3, proposal="tpe"
             )
             decisions.append(DecisionEngine(settings, seed=seed).decide(configs, maximize=True))
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-        optuna_logger.removeHandler(records)
-    assert not [m for m in records.messages if "study created" in m]
+    assert not [m for m in records.lines() if "study created" in m]
     for seed, d in enumerate(decisions):
         assert scored[seed].tolist() == encoder.encode_unit(proposed[seed]).tolist()
         if d.kind == "fresh":
@@ -156,7 +139,7 @@ def test_the_engine_scores_the_tpe_proposal_as_its_new_candidate(
     assert len(proposed) == len(scored) == 3
 
 
-def test_a_study_with_tpe_proposals_starts_and_resumes_configurations(tmp_path: Path) -> None:
+def test_a_study_with_tpe_proposals_starts_configurations_of_the_space(tmp_path: Path) -> None:
     from optuna_dyhpo import StopAfterEpochs
     from optuna_dyhpo import get_configurations
     from tests.synthetic import make_objective
